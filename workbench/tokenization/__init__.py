@@ -1,0 +1,21 @@
+"""Tokenization: one protocol over HF tokenizers, tiktoken, SentencePiece and raw bytes (see protocol.py)."""
+
+from workbench.tokenization.bytes import ByteTokenizer
+from workbench.tokenization.hf import HFTokenizer
+from workbench.tokenization.load import load_tokenizer
+from workbench.tokenization.protocol import Offsets, TextTypeError, Tokenizer, TokenizerBase, assign_offsets
+from workbench.tokenization.sentencepiece_adapter import SentencePieceTokenizer
+from workbench.tokenization.tiktoken_adapter import TiktokenTokenizer
+
+__all__ = [
+    "ByteTokenizer",
+    "HFTokenizer",
+    "Offsets",
+    "SentencePieceTokenizer",
+    "TextTypeError",
+    "TiktokenTokenizer",
+    "Tokenizer",
+    "TokenizerBase",
+    "assign_offsets",
+    "load_tokenizer",
+]
