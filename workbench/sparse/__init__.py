@@ -1,0 +1,31 @@
+"""Sparse attention / KV selection: which cached tokens each decode step reads, at what quality and cost.
+
+    from workbench.sparse import get_selector, LayerState, evaluate_selection
+    sel = get_selector("quest", budget=64, page_size=16)
+    indices = sel.select(LayerState(query, keys))         # [B, H_kv, K] per KV head
+    report = evaluate_selection(sel, query, keys, values)  # recall, output error, bytes, speedup bound
+"""
+from workbench.sparse.budget import Budget
+from workbench.sparse.metrics import (
+    SelectionReport,
+    dense_kv_bytes,
+    evaluate_selection,
+    mass_recall,
+    normalized_recall,
+    oracle_mass_recall,
+    output_error,
+    selected_kv_bytes,
+    speedup_bound,
+)
+from workbench.sparse.ranking import PAD
+from workbench.sparse.reference import attention_probs, dense_attention, repeat_kv, sparse_attention
+from workbench.sparse.registry import SELECTORS, get_selector, register_selector
+from workbench.sparse.selector import LayerState, Selector
+from workbench.sparse import policies  # noqa: F401,E402  (registers the built-in policies)
+
+__all__ = [
+    "Budget", "LayerState", "PAD", "SELECTORS", "SelectionReport", "Selector", "attention_probs",
+    "dense_attention", "dense_kv_bytes", "evaluate_selection", "get_selector", "mass_recall",
+    "normalized_recall", "oracle_mass_recall", "output_error", "register_selector", "repeat_kv",
+    "selected_kv_bytes", "sparse_attention", "speedup_bound",
+]
