@@ -1,0 +1,45 @@
+"""GPU kernels with a PyTorch reference for each: CuPy RawModule (NVRTC) sources in kernels_cu/.
+
+    from workbench.kernels import sparse_decode_attention
+    out = sparse_decode_attention(q, k, v, indices, lengths)          # backend="auto"
+    ref = sparse_decode_attention(q, k, v, indices, lengths, backend="reference")
+
+"auto" runs the CUDA kernel when the tensors are on a CUDA device and CuPy is installed (workbench[gpu]),
+else the reference; see workbench.kernels.dispatch for the exact rules.
+"""
+from workbench.kernels.cupy_module import cupy_available, cupy_unavailable_reason
+from workbench.kernels.dispatch import (
+    BACKENDS,
+    BackendUnavailableError,
+    Decision,
+    KernelFallbackWarning,
+    KernelOp,
+    decide,
+    dispatch,
+    get_op,
+    list_ops,
+    register,
+)
+from workbench.kernels.sparse_decode_attention import (
+    sparse_decode_attention,
+    sparse_decode_attention_cupy,
+    sparse_decode_attention_reference,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "Decision",
+    "KernelFallbackWarning",
+    "KernelOp",
+    "cupy_available",
+    "cupy_unavailable_reason",
+    "decide",
+    "dispatch",
+    "get_op",
+    "list_ops",
+    "register",
+    "sparse_decode_attention",
+    "sparse_decode_attention_cupy",
+    "sparse_decode_attention_reference",
+]
