@@ -87,7 +87,7 @@ def load_tokenizer_path(path: str | Path, *, name: str | None = None) -> Tokeniz
             return HFTokenizer.from_folder(path, name=name)
         models = sorted(path.glob("*.model"))
         if len(models) == 1:
-            return _model_file(models[0], name)
+            return _model_file(models[0], name or path.name)
         raise ValueError(
             f"folder {str(path)!r} has no workbench_asset.json, no tokenizer.json and "
             f"{'several' if models else 'no'} .model files {[m.name for m in models]}; cannot tell its format"
@@ -157,7 +157,9 @@ def _tiktoken_encoding(encoding: str, assets: Any) -> Tokenizer:
     candidates = [a for a in _tokenizer_assets(assets) if getattr(a, "format", None) == "tiktoken"]
     for asset in candidates:
         if _asset_encoding(asset) == encoding:
-            return TiktokenTokenizer.from_folder(Path(assets.path(asset.name)))
+            tok = TiktokenTokenizer.from_name(encoding, Path(assets.path(asset.name)))
+            tok.name = asset.name
+            return tok
     try:
         return TiktokenTokenizer.from_name(encoding)
     except ValueError:
