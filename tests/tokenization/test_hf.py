@@ -110,6 +110,27 @@ def test_metaspace_emoji_uses_byte_fallback(meta_tok):
     assert offsets == [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4)]
 
 
+def test_metaspace_added_whitespace_tokens_read_as_spaces(metaspace_bpe):
+    # Gemma-style: added (non-special) tokens holding "▁", matched on the normalized text
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers
+
+    backend = Tokenizer.from_str(metaspace_bpe.to_str())
+    backend.normalizer = normalizers.Replace(" ", "\u2581")  # Gemma: no dummy prefix
+    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    content = "\u2581@@\u2581"  # not in the trained vocabulary
+    assert backend.token_to_id(content) is None
+    backend.add_tokens([AddedToken(content, normalized=True)])
+    tok = HFTokenizer(backend)
+    run = backend.token_to_id(content)
+    assert run in backend.get_added_tokens_decoder()
+    text = "a @@ b"
+    ids, offsets = tok.encode_with_offsets(text)
+    assert run in ids and tok.token_bytes(run) == b" @@ "
+    assert tok.decode(ids) == text
+    assert b"".join(tok.token_bytes(i) for i in ids) == text.encode()
+    assert offsets[ids.index(run)] == (1, 5)
+
+
 # --- normalizing tokenizer: offsets from the backend's spans ---
 @pytest.fixture(scope="module")
 def norm_tok(normalizing_bpe):

@@ -7,7 +7,8 @@ token_bytes is read off the vocabulary according to the tokenizer's decoder:
 - SentencePiece-style (Llama-2, Mistral, Gemma): "▁" stands for a space and "<0xNN>" byte-fallback tokens for
   the byte NN;
 - otherwise the token's text in UTF-8.
-Added tokens (specials such as "<|im_start|>") stand for their literal text.
+Added tokens stand for their literal text (specials such as "<|im_start|>"; non-special added tokens of a
+SentencePiece-style tokenizer, like Gemma's "▁▁" whitespace runs, with "▁" read as a space, as its decoder does).
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ class HFTokenizer(TokenizerBase):
         for token_id, content in self._added.items():
             if self._byte_fallback and _is_byte_token(content):  # ByteFallback decodes these even when added
                 table[token_id] = bytes([int(content[3:5], 16)])
+            elif self._metaspace and token_id not in self.special_ids:  # e.g. Gemma's "▁▁" whitespace runs
+                table[token_id] = content.replace("\u2581", " ").encode("utf-8")
             else:
                 table[token_id] = content.encode("utf-8")
         return table
