@@ -44,3 +44,17 @@ def test_failing_notebook_gives_failed_status_and_keeps_output(notebook_factory,
     assert any(o.get("ename") == "ZeroDivisionError" for c in out.cells for o in c.get("outputs", []))
     with pytest.raises(NotebookFailed, match="ZeroDivisionError"):
         result.raise_for_status()
+
+
+def test_cell_timeout_is_reported_as_such(notebook_factory, tmp_path):
+    nb = notebook_factory("slow.ipynb", "seconds = 30", "import time\ntime.sleep(seconds)", "print('never')")
+    result = run_notebook(nb, {}, runs_dir=tmp_path / "runs", progress=False, execution_timeout=1)
+    assert not result.ok
+    assert result.error.startswith("CellTimeoutError: A cell timed out")
+    assert result.seconds < 30
+
+
+def test_bad_timeout_is_refused_before_running(notebook_factory, tmp_path, no_execution):
+    nb = notebook_factory("t.ipynb", "a = 1", "a")
+    with pytest.raises(ValueError, match="execution_timeout must be a positive"):
+        run_notebook(nb, {}, runs_dir=tmp_path / "runs", execution_timeout=0)

@@ -120,12 +120,15 @@ def _execution_error(nb: nbformat.NotebookNode) -> str | None:
 
 
 def result_from_output(notebook: str | Path, output_path: str | Path, kernel_name: str = "",
-                       error: str | None = None, seconds: float | None = None) -> RunResult:
-    """Build a RunResult from an output notebook written by papermill."""
+                       error: str | None = None, seconds: float | None = None, crash: str | None = None) -> RunResult:
+    """Build a RunResult from an output notebook written by papermill.
+
+    `crash` (the kernel died, a cell timed out) is reported before any error output it caused in the cells.
+    """
     nb = nbformat.read(Path(output_path), as_version=4)
     meta = nb.metadata.get("papermill", {})
     cell_seconds = [cell.metadata.get("papermill", {}).get("duration") for cell in nb.cells]
-    error = _execution_error(nb) or error
+    error = crash or _execution_error(nb) or error
     duration = meta.get("duration")
     return RunResult(
         notebook=str(notebook),
@@ -158,7 +161,8 @@ def run_notebook(
     kernel is `kernel_name` or one running this interpreter; it starts in `cwd` (default: the notebook's
     folder, as in Jupyter). Bad parameters raise ValueError before anything executes. A notebook that
     raises gives `status="failed"` with `error` set (the output notebook keeps the traceback), or raises
-    NotebookFailed when `raise_on_error=True`.
+    NotebookFailed when `raise_on_error=True`. Rerunning with the same explicit `name` replaces that file;
+    automatic names never replace anything.
     """
     notebook = Path(path)
     parameters = resolve_parameters(notebook, dict(parameters or {}))
@@ -174,8 +178,9 @@ def run_notebook(
 
     import papermill
 
+    before = output.stat().st_mtime_ns if output.exists() else None  # an explicit name may be rerun
     start = time.perf_counter()
-    error = None
+    error = crash = None
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters, kernel_name=kernel,
@@ -184,10 +189,10 @@ def run_notebook(
     except papermill.PapermillExecutionError as exc:
         error = _describe_error(exc.exec_count, exc.source, exc.ename, exc.evalue)
     except Exception as exc:  # kernel died, timeout, ...: papermill may or may not have saved the notebook
-        if not output.exists():
-            raise
-        error = f"{type(exc).__name__}: {exc}"
-    result = result_from_output(notebook, output, kernel, error, time.perf_counter() - start)
+        if not output.exists() or output.stat().st_mtime_ns == before:
+            raise  # nothing of this run was saved
+        crash = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    result = result_from_output(notebook, output, kernel, error, time.perf_counter() - start, crash)
     if raise_on_error:
         result.raise_for_status()
     return result
