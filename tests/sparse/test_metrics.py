@@ -65,7 +65,8 @@ def test_report_for_full_attention():
     r = evaluate_selection(get_selector("full"), q, k, v)
     assert r.recall == pytest.approx(1.0) and r.output_rel_error == pytest.approx(0.0, abs=1e-6)
     assert r.kv_bytes == r.dense_kv_bytes == 2 * 2 * 32 * 8 * 2 * 2
-    assert r.metadata_bytes == 0 and r.index_bytes == 2 * 2 * 32 * 4 and r.speedup_bound == 1.0
+    assert r.metadata_bytes == 0 and r.index_bytes == 0 and r.speedup_bound == 1.0
+    assert r.total_bytes == r.dense_kv_bytes
     d = r.to_dict()
     assert json.loads(json.dumps(d))["policy"] == "full" and d["dtype"] == "float16"
     assert "full" in repr(r) and "<table>" in r._repr_html_()
@@ -79,6 +80,7 @@ def test_report_counts_policy_metadata_honestly():
     assert quest.speedup_bound == pytest.approx(2 * 50 / (14 + 2 * 16))
     oracle = evaluate_selection(get_selector("oracle", budget=16), q, k, v)
     assert oracle.scored_fraction == 1.0 and oracle.kv_bytes == 2 * 2 * 16 * 8 * 2 * 4
+    assert oracle.index_bytes == 2 * 2 * 16 * 4  # int32 indices
     stream = evaluate_selection(get_selector("streaming_llm", budget=16), q, k, v)
     assert stream.metadata_bytes == 0 and stream.speedup_bound == pytest.approx(50 / 16)
     assert oracle.recall >= max(quest.recall, stream.recall)

@@ -5,7 +5,7 @@
 - output_error: relative L2 error of the sparse attention output against full attention.
 - kv bytes read: selected K and V rows (count x head_dim x 2 x dtype bytes), plus the metadata the policy read
   to decide (`Selector.extra_bytes`: all keys for the oracle / a re-voting TokenSelect, page bounds for Quest,
-  running scores for H2O), plus the index list itself.
+  running scores for H2O), plus the index list itself (none when everything is read).
 - speedup_bound: a decode step that scores a fraction s of the L keys and then reads B selected K/V rows moves
   s*L + 2*B rows instead of 2*L, so attention speedup <= 2L / (s*L + 2B) when memory-bound.
 
@@ -190,7 +190,7 @@ def evaluate_selection(
         max_output_rel_error=float(err.max()),
         kv_bytes=selected_kv_bytes(indices, d, elem),
         metadata_bytes=meta,
-        index_bytes=count_selected(indices) * index_bytes,
+        index_bytes=0 if count_selected(indices) == b * h_kv * s else count_selected(indices) * index_bytes,
         dense_kv_bytes=dense_kv_bytes(b, h_kv, s, d, elem),
         scored_fraction=scored,
         speedup_bound=speedup_bound(s, mean_k, scored),

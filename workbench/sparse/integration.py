@@ -1,0 +1,214 @@
+"""Sparse attention inside a real model: generation where every decode step reads only the selected KV.
+
+    gen = sparse_generate(lm, "Once upon a time", "h2o", budget=64, max_new_tokens=32)
+    gen.generation.text, gen.kv_bytes_per_step, gen.to_dict()
+
+    attn = SparseAttention(get_selector("quest", budget=0.125))    # or drive lm.forward yourself
+    with lm.attention(attn):
+        ...
+
+Masked mode (exact semantics, for quality studies): the cache keeps every token; the prompt is processed with
+dense attention (its queries are kept for prefill-time policies such as SnapKV, and policies that learn from
+attention observe the prefill probabilities); at each decode step (one new token) the selector picks positions
+per KV head and attention is a softmax over those positions only. The model's own mask is honoured: layers whose
+mask already restricts a decode step (sliding-window layers) attend their window densely and are counted so.
+Calls with several new tokens after the prompt (e.g. speculative verification) are dense in this mode.
+
+KV bytes read per decode step are counted over all layers, the batch and KV heads: selected K and V rows, the
+metadata the policy read to decide (`Selector.extra_bytes`) and the index list (none when a layer reads every
+row). The dense baseline is what the unmodified layer reads (the window, for sliding-window layers).
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import Tensor
+
+from workbench.sparse.ranking import count_selected, indices_to_mask
+from workbench.sparse.registry import get_selector
+from workbench.sparse.selector import LayerState, Selector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.models.lm import LM
+    from workbench.models.outputs import Generation
+
+
+@dataclass
+class StepCost:
+    """KV traffic of one decode step, summed over layers, batch and KV heads."""
+
+    step: int
+    context_len: int
+    rows: int  # K/V positions read (per KV head, summed)
+    kv_bytes: int
+    metadata_bytes: int
+    index_bytes: int
+    dense_kv_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.kv_bytes + self.metadata_bytes + self.index_bytes
+
+
+class SparseAttention:
+    """The function for `with lm.attention(fn)`: dense prefill, selected-only decode steps (masked mode).
+
+    Holds one `LayerState` per layer for the current sequence; a call with no cached past (key length equals the
+    number of new tokens) starts a new sequence for that layer.
+    """
+
+    def __init__(self, selector: Selector, index_bytes: int = 4):
+        if not isinstance(selector, Selector):
+            raise ValueError(f"selector must be a Selector (see get_selector), got {type(selector).__name__}")
+        self.selector = selector
+        self.index_bytes = index_bytes
+        self.states: dict[int, LayerState] = {}
+        self.steps: list[StepCost] = []
+        self._decode_steps: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self.states.clear()
+        self.steps.clear()
+        self._decode_steps.clear()
+
+    def __call__(self, query: Tensor, key: Tensor, value: Tensor, *, layer_idx: int, scaling: float,
+                 attention_mask: Tensor | None, module: Any = None):
+        from workbench.models.attention import reference_attention
+
+        new, total = query.shape[2], key.shape[2]
+        if total == new:  # a new sequence starts at this layer
+            self.states.pop(layer_idx, None)
+            self._decode_steps.pop(layer_idx, None)
+            if layer_idx == min([layer_idx, *self.states]):
+                self.steps.clear()
+        state = self.states.get(layer_idx)
+        allowed = None if attention_mask is None else attention_mask > torch.finfo(attention_mask.dtype).min / 2
+        decoding = new == 1 and state is not None
+        if not decoding or (allowed is not None and not bool(allowed.all())):
+            out, probs = reference_attention(query, key, value, scaling=scaling, attention_mask=attention_mask,
+                                             module=module, return_weights=True)
+            if decoding:  # a local (sliding-window) layer: dense over its window
+                rows = int(allowed.expand(key.shape[0], 1, 1, total).sum()) * key.shape[1]
+                self._record(layer_idx, total, rows, key, 0, dense_rows=rows)
+            elif layer_idx not in self._decode_steps:  # the prompt (possibly in chunks)
+                self._prefill(layer_idx, query, key, scaling, probs)
+            return out, probs
+
+        state.update(query[:, :, 0], key)
+        indices = self.selector.select(state)
+        selected = indices_to_mask(indices, total).repeat_interleave(state.group_size, dim=1).unsqueeze(2)
+        floor = torch.finfo(query.dtype).min
+        base = attention_mask if attention_mask is not None else query.new_zeros(1, 1, 1, total)
+        mask = torch.where(selected, base.to(query.dtype), torch.full_like(selected, floor, dtype=query.dtype))
+        out, probs = reference_attention(query, key, value, scaling=scaling, attention_mask=mask, module=module,
+                                         return_weights=True)
+        if self.selector.needs_observe:
+            self.selector.observe(state, probs)
+        self._record(layer_idx, total, count_selected(indices), key,
+                     self.selector.extra_bytes(state, key.element_size()))
+        return out, probs
+
+    def _prefill(self, layer_idx: int, query: Tensor, key: Tensor, scaling: float, probs: Tensor) -> None:
+        state = self.states.get(layer_idx)
+        if state is None:
+            state = LayerState(query[:, :, -1], key, layer_idx=layer_idx, prefill_queries=query, scaling=scaling)
+            self.states[layer_idx] = state
+        else:  # prompt fed in several chunks
+            state.update(query[:, :, -1], key)
+            state.prefill_queries = torch.cat([state.prefill_queries, query], dim=2)
+        if self.selector.needs_observe:
+            self.selector.observe(state, probs)
+
+    def _record(self, layer_idx: int, context: int, rows: int, key: Tensor, meta: int,
+                dense_rows: int | None = None) -> None:
+        """Add one layer's traffic to its decode step. dense_rows: what the unmodified layer reads."""
+        step = self._decode_steps.get(layer_idx, 0)
+        self._decode_steps[layer_idx] = step + 1
+        if step == len(self.steps):
+            self.steps.append(StepCost(step, context, 0, 0, 0, 0, 0))
+        cost = self.steps[step]
+        elem, b, h_kv, _, d = key.element_size(), *key.shape
+        dense_rows = b * h_kv * context if dense_rows is None else dense_rows
+        cost.rows += rows
+        cost.kv_bytes += rows * d * 2 * elem
+        cost.metadata_bytes += meta
+        cost.index_bytes += rows * self.index_bytes if rows < dense_rows else 0  # no list needed to read all
+        cost.dense_kv_bytes += dense_rows * d * 2 * elem
+
+
+@dataclass
+class SparseGeneration:
+    """A generation under a sparse attention policy, with the KV traffic of every decode step."""
+
+    policy: str
+    params: dict
+    generation: "Generation"
+    steps: list[StepCost] = field(default_factory=list)
+
+    @property
+    def kv_bytes_per_step(self) -> list[int]:
+        """Bytes read per decode step (selected K/V + policy metadata + indices), all layers."""
+        return [s.total_bytes for s in self.steps]
+
+    @property
+    def dense_bytes_per_step(self) -> list[int]:
+        return [s.dense_kv_bytes for s in self.steps]
+
+    @property
+    def bytes_ratio(self) -> float:
+        """Total bytes read / total bytes dense attention would read, over all decode steps."""
+        dense = sum(self.dense_bytes_per_step)
+        return sum(self.kv_bytes_per_step) / dense if dense else 1.0
+
+    def to_dict(self) -> dict:
+        return {
+            "policy": self.policy,
+            "params": self.params,
+            "generation": self.generation.to_dict(),
+            "steps": [asdict(s) | {"total_bytes": s.total_bytes} for s in self.steps],
+            "bytes_ratio": self.bytes_ratio,
+        }
+
+    def __repr__(self) -> str:
+        return (f"SparseGeneration({self.policy}, {len(self.generation.new_ids)} new tokens, "
+                f"{self.bytes_ratio:.3f} of dense KV bytes, text={self.generation.text!r:.60})")
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>{html.escape(self.policy)}</b> {html.escape(str(self.params))}: "
+                f"{len(self.generation.new_ids)} new tokens, {self.bytes_ratio:.3f} of dense KV bytes"
+                f"<pre>{html.escape(self.generation.text)}</pre></div>")
+
+
+def sparse_generate(lm: "LM", prompt: str | Sequence[int], policy: str | Selector = "full", budget=None, *,
+                    max_new_tokens: int = 32, temperature: float = 0.0, top_k: int | None = None,
+                    top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
+                    progress: bool = False, **params) -> SparseGeneration:
+    """`lm.generate` with every decode step restricted to the policy's selection (masked mode).
+
+    policy: a registered name (with `budget` and policy `params`) or a Selector. The budget may not exceed the
+    longest context this generation can reach (prompt + max_new_tokens); that is checked before any work.
+    """
+    if isinstance(policy, Selector):
+        if budget is not None or params:
+            raise ValueError("give budget and policy parameters to the Selector itself, not to sparse_generate")
+        selector = policy
+    else:
+        selector = get_selector(policy, budget=budget, **params)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if isinstance(prompt, str):
+        n_prompt = len(lm.tokenizer.encode(prompt, add_special_tokens=True))
+    else:
+        n_prompt = len(prompt)
+    if selector.budget is not None:
+        longest = min(n_prompt + max_new_tokens, lm.max_context)
+        selector.budget.check(longest, lm.num_kv_heads, lm.num_layers)
+    attn = SparseAttention(selector)
+    with lm.attention(attn):
+        gen = lm.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                          seed=seed, stop=stop, progress=progress)
+    params_out = {k: v for k, v in selector.params().items()}
+    return SparseGeneration(policy=selector.name, params=params_out, generation=gen, steps=list(attn.steps))
