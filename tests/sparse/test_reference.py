@@ -93,3 +93,20 @@ def test_bad_inputs():
         sparse_attention(q, k, v, torch.zeros(2, 4, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="query must be"):
         sparse_attention(q[0], k, v, torch.zeros(2, 2, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_the_kernel_reference_on_policy_selections(dtype):
+    """Two independent references (this one, workbench.kernels') agree on real selections, PAD rows included."""
+    from workbench.kernels import sparse_decode_attention
+    from workbench.sparse import Budget, LayerState, get_selector
+    from workbench.sparse.ranking import to_lengths
+
+    q, k, v, _ = make_qkv(7, heads=6, kv_heads=2, context=61, dim=16, dtype=dtype)
+    for name, budget in [("quest", 27), ("oracle", Budget(heads=(5, 40))), ("streaming_llm", 61)]:
+        idx = get_selector(name, budget=budget).select(LayerState(q, k))
+        flat, lengths = to_lengths(idx)
+        ours = sparse_attention(q, k, v, idx)
+        theirs = sparse_decode_attention(q, k, v, flat, lengths, backend="reference")
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(ours.float(), theirs.float(), atol=tol, rtol=tol)

@@ -77,6 +77,12 @@ def group_max(per_query_head: Tensor, num_kv_heads: int) -> Tensor:
     return per_query_head.reshape(b, num_kv_heads, h // num_kv_heads, *per_query_head.shape[2:]).amax(2)
 
 
+def to_lengths(indices: Tensor) -> tuple[Tensor, Tensor]:
+    """A selection as (indices with PAD replaced by 0, lengths [B, H_kv]): the list + length form of the kernels."""
+    lengths = (indices != PAD).sum(-1)
+    return indices.clamp(min=0), lengths
+
+
 def count_selected(indices: Tensor) -> int:
     """Number of real (non-PAD) entries in a selection, over batch and heads."""
     return int((indices != PAD).sum().item())
