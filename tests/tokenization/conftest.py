@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import textwrap
 from pathlib import Path
@@ -61,7 +62,7 @@ def assert_tiles(offsets: list[tuple[int, int]], data: bytes, normalizing: bool 
     assert offsets, "non-empty input must have tokens"
     assert offsets[0][0] == 0
     assert offsets[-1][1] == len(data)
-    for (s0, e0), (s1, e1) in zip(offsets, offsets[1:]):
+    for (_, e0), (s1, _) in itertools.pairwise(offsets):
         assert e0 == s1
     assert all(s <= e for s, e in offsets)
 
@@ -96,7 +97,14 @@ def byte_bpe():
 @pytest.fixture(scope="session")
 def metaspace_bpe():
     """A Llama-2-style HF tokenizer: "▁" for spaces, dummy prefix, byte fallback, BOS post-processor."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
@@ -117,7 +125,14 @@ def metaspace_bpe():
 @pytest.fixture(scope="session")
 def normalizing_bpe():
     """An HF tokenizer whose normalizer rewrites text (NFKC + lower case): offsets need the hint path."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])

@@ -56,7 +56,7 @@ def test_byte_level_round_trip_offsets_and_backend_ids(byte_tok, byte_bpe, text)
 
 
 def test_byte_level_tokens_split_characters(byte_tok):
-    ids, offsets = byte_tok.encode_with_offsets("😀")  # not in the training text: 4 byte tokens
+    _, offsets = byte_tok.encode_with_offsets("😀")  # not in the training text: 4 byte tokens
     assert offsets == [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 

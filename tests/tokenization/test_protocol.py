@@ -6,7 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.tokenization import ByteTokenizer, TextTypeError, Tokenizer, assign_offsets
+from workbench.tokenization import (
+    ByteTokenizer,
+    InputTypeError,
+    Tokenizer,
+    assign_offsets,
+)
 
 from .conftest import SAMPLES, assert_tiles
 
@@ -79,7 +84,7 @@ def tok():
 
 @pytest.mark.parametrize("bad", [b"bytes", 3, None, ["a"]])
 def test_encode_rejects_non_str(tok, bad):
-    with pytest.raises(TextTypeError, match="text must be a str"):
+    with pytest.raises(InputTypeError, match="text must be a str"):
         tok.encode(bad)
     with pytest.raises(ValueError):  # also a ValueError, so the CLI prints it as one line
         tok.encode_with_offsets(bad)
@@ -95,9 +100,9 @@ def test_decode_checks_ids(tok):
         tok.decode([1, 257])
     with pytest.raises(ValueError, match=r"ids\[0\] = -1"):
         tok.decode([-1])
-    with pytest.raises(TextTypeError, match=r"ids\[0\] must be an int"):
+    with pytest.raises(InputTypeError, match=r"ids\[0\] must be an int"):
         tok.decode([1.5])
-    with pytest.raises(TextTypeError, match="sequence of int"):
+    with pytest.raises(InputTypeError, match="sequence of int"):
         tok.decode("abc")
     with pytest.raises(ValueError, match="token_id = 300"):
         tok.token_bytes(300)

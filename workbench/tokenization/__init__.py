@@ -3,16 +3,22 @@
 from workbench.tokenization.bytes import ByteTokenizer
 from workbench.tokenization.hf import HFTokenizer
 from workbench.tokenization.load import load_tokenizer
-from workbench.tokenization.protocol import Offsets, TextTypeError, Tokenizer, TokenizerBase, assign_offsets
+from workbench.tokenization.protocol import (
+    InputTypeError,
+    Offsets,
+    Tokenizer,
+    TokenizerBase,
+    assign_offsets,
+)
 from workbench.tokenization.sentencepiece_adapter import SentencePieceTokenizer
 from workbench.tokenization.tiktoken_adapter import TiktokenTokenizer
 
 __all__ = [
     "ByteTokenizer",
     "HFTokenizer",
+    "InputTypeError",
     "Offsets",
     "SentencePieceTokenizer",
-    "TextTypeError",
     "TiktokenTokenizer",
     "Tokenizer",
     "TokenizerBase",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from workbench.tokenization.protocol import TokenizerBase
+from workbench.tokenization.protocol import InputTypeError, TokenizerBase
 
 
 class ByteTokenizer(TokenizerBase):
@@ -30,7 +30,7 @@ class ByteTokenizer(TokenizerBase):
         """`bos`/`eos` name special tokens among `specials`; the default eos "<eos>" applies only when
         "<eos>" is one of the specials."""
         if isinstance(specials, str):
-            raise ValueError(f"specials must be a sequence of strings, not a single string {specials!r}")
+            raise InputTypeError(f"specials must be a sequence of strings, not a single string {specials!r}")
         specials = list(specials)
         for s in specials:
             if not isinstance(s, str) or not s:

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from workbench.tokenization.protocol import TokenizerBase
+from workbench.tokenization.protocol import InputTypeError, TokenizerBase
 
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>")
 _EOS_NAMES = ("</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>")
@@ -84,7 +84,7 @@ class HFTokenizer(TokenizerBase):
         from tokenizers import Tokenizer as HFBackend
 
         if not isinstance(tokenizer, HFBackend):
-            raise ValueError(f"tokenizer must be a tokenizers.Tokenizer, got {type(tokenizer).__name__}")
+            raise InputTypeError(f"tokenizer must be a tokenizers.Tokenizer, got {type(tokenizer).__name__}")
         if tokenizer.truncation is not None or tokenizer.padding is not None:
             tokenizer = HFBackend.from_str(tokenizer.to_str())  # a copy: leave the caller's object alone
             tokenizer.no_truncation()
@@ -139,7 +139,7 @@ class HFTokenizer(TokenizerBase):
 
         try:
             backend = HFBackend.from_file(str(path))
-        except Exception as err:  # the Rust side raises plain Exception on malformed files
+        except Exception as err:  # noqa: BLE001 (the Rust side raises plain Exception on malformed files)
             raise ValueError(f"{str(path)!r} is not a valid HF tokenizer.json: {err}") from None
         config = _read_config(path.parent / "tokenizer_config.json")
         has_chat = "chat_template" in config or any(

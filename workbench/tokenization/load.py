@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.tokenization.hf import HFTokenizer
-from workbench.tokenization.protocol import Tokenizer, TokenizerBase
+from workbench.tokenization.protocol import InputTypeError, Tokenizer, TokenizerBase
 from workbench.tokenization.sentencepiece_adapter import SentencePieceTokenizer
 from workbench.tokenization.tiktoken_adapter import TiktokenTokenizer, encoding_names
 
@@ -39,7 +39,7 @@ def load_tokenizer(source: Any) -> Tokenizer:
     if backend is not None:
         return backend
     if not isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"source: cannot load a tokenizer from a {type(source).__name__}; expected {ACCEPTED}")
+        raise InputTypeError(f"source: cannot load a tokenizer from a {type(source).__name__}; expected {ACCEPTED}")
     path = Path(source)
     if path.exists():
         return load_tokenizer_path(path)

@@ -60,16 +60,16 @@ class Tokenizer(Protocol):
     def apply_chat_template(self, messages: list[dict[str, Any]]) -> list[int]: ...
 
 
-class TextTypeError(TypeError, ValueError):
-    """A non-str was passed where text is expected (a TypeError that is also a ValueError, so the CLI
-    reports it as one line like every other bad input)."""
+class InputTypeError(TypeError, ValueError):
+    """An argument of the wrong type (e.g. bytes where text is expected): a TypeError that is also a
+    ValueError, so the CLI reports it as one line like every other bad input."""
 
 
 def check_text(text: object, param: str = "text") -> bytes:
     """Validate `text` and return its UTF-8 bytes. Raises before any tokenization work starts."""
     if not isinstance(text, str):
         hint = " (decode bytes with .decode('utf-8') first)" if isinstance(text, (bytes, bytearray)) else ""
-        raise TextTypeError(f"{param} must be a str, got {type(text).__name__}{hint}")
+        raise InputTypeError(f"{param} must be a str, got {type(text).__name__}{hint}")
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -83,7 +83,7 @@ def check_text(text: object, param: str = "text") -> bytes:
 def check_ids(ids: object, vocab_size: int, param: str = "ids") -> list[int]:
     """Validate a sequence of token ids (list, tuple, numpy array or 1-D tensor) and return a list of ints."""
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable) and not hasattr(ids, "tolist"):
-        raise TextTypeError(f"{param} must be a sequence of int token ids, got {type(ids).__name__}")
+        raise InputTypeError(f"{param} must be a sequence of int token ids, got {type(ids).__name__}")
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
         if not isinstance(ids, list):
@@ -94,7 +94,7 @@ def check_ids(ids: object, vocab_size: int, param: str = "ids") -> list[int]:
             if hasattr(i, "__index__") and not isinstance(i, bool):
                 i = i.__index__()
             else:
-                raise TextTypeError(f"{param}[{pos}] must be an int token id, got {type(i).__name__}")
+                raise InputTypeError(f"{param}[{pos}] must be an int token id, got {type(i).__name__}")
         if not 0 <= i < vocab_size:
             raise ValueError(f"{param}[{pos}] = {i} is out of range: token ids must be in [0, {vocab_size})")
         out.append(i)
@@ -103,7 +103,7 @@ def check_ids(ids: object, vocab_size: int, param: str = "ids") -> list[int]:
 
 def check_token_id(token_id: object, vocab_size: int, param: str = "token_id") -> int:
     if isinstance(token_id, bool) or not hasattr(token_id, "__index__"):
-        raise TextTypeError(f"{param} must be an int, got {type(token_id).__name__}")
+        raise InputTypeError(f"{param} must be an int, got {type(token_id).__name__}")
     token_id = token_id.__index__()
     if not 0 <= token_id < vocab_size:
         raise ValueError(f"{param} = {token_id} is out of range: token ids must be in [0, {vocab_size})")
@@ -205,7 +205,8 @@ class TokenizerBase:
         return self._encode(text, bool(add_special_tokens))
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids` (special tokens included, rendered as their text)."""
+        """Text of `ids`; special tokens are rendered as the backend does (as their text; SentencePiece drops
+        control tokens)."""
         return self._decode(check_ids(ids, self.vocab_size))
 
     def token_bytes(self, token_id: int) -> bytes:

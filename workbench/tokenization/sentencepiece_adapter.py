@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench.tokenization.protocol import TokenizerBase
+from workbench.tokenization.protocol import InputTypeError, TokenizerBase
 
 
 class SentencePieceTokenizer(TokenizerBase):
@@ -38,7 +38,7 @@ class SentencePieceTokenizer(TokenizerBase):
         import sentencepiece as spm
 
         if not isinstance(processor, spm.SentencePieceProcessor):
-            raise ValueError(f"processor must be a sentencepiece.SentencePieceProcessor, got {type(processor).__name__}")
+            raise InputTypeError(f"processor must be a sentencepiece.SentencePieceProcessor, got {type(processor).__name__}")
         self._sp = processor
         self.name = name
         self.vocab_size = processor.get_piece_size()

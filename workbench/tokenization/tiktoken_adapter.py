@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from workbench.tokenization.protocol import TokenizerBase
+from workbench.tokenization.protocol import InputTypeError, TokenizerBase
 
 _LOAD_LOCK = threading.Lock()
 
@@ -76,7 +76,7 @@ class TiktokenTokenizer(TokenizerBase):
         import tiktoken
 
         if not isinstance(encoding, tiktoken.Encoding):
-            raise ValueError(f"encoding must be a tiktoken.Encoding, got {type(encoding).__name__}")
+            raise InputTypeError(f"encoding must be a tiktoken.Encoding, got {type(encoding).__name__}")
         self._enc = encoding
         self.name = name or encoding.name
         self.vocab_size = encoding.n_vocab
@@ -149,7 +149,7 @@ class TiktokenTokenizer(TokenizerBase):
             raise ValueError(f"path {str(path)!r} does not exist (expected a tiktoken BPE file)")
         try:
             ranks = load_tiktoken_bpe(str(path))
-        except Exception as err:
+        except (ValueError, IndexError, OSError) as err:
             raise ValueError(f"{str(path)!r} is not a tiktoken BPE file (lines 'base64 rank'): {err}") from None
         encoding = tiktoken.Encoding(
             name=name or path.stem, pat_str=pat_str, mergeable_ranks=ranks, special_tokens=special_tokens or {}
