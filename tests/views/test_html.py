@@ -62,3 +62,4 @@ def test_page_is_self_contained_and_deterministic():
     assert (resource_dir("widgets") / "workbench.css").read_text() in html
     assert not URL.search(html) and "<script" not in html
     assert page("demo", "x", style=False).count("<style>") == 0
+    assert "<" not in (resource_dir("widgets") / "workbench.css").read_text()  # cannot close its style block
