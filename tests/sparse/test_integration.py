@@ -132,3 +132,22 @@ def test_bad_input_is_refused_before_work(lms):
     with pytest.raises(ValueError, match="budget: tokens must be > 0"):
         sparse_generate(lm, PROMPT, "quest", budget=0)
     assert lm.counters.forward_calls == calls
+
+
+@pytest.mark.parametrize("name", ["streaming_llm", "h2o", "quest", "tokenselect"])
+def test_gathered_mode_equals_masked_mode(lms, name):
+    lm = lms["llama"]
+    tokens = [9, 8, 7, 6]
+    masked = decode_logits(lm, tokens, SparseAttention(get_selector(name, budget=8), mode="masked"))
+    gathered = decode_logits(lm, tokens, SparseAttention(get_selector(name, budget=8), mode="gathered"))
+    torch.testing.assert_close(gathered, masked, atol=2e-5, rtol=1e-5)
+    a = sparse_generate(lm, PROMPT, name, budget=8, max_new_tokens=NEW, mode="gathered")
+    b = sparse_generate(lm, PROMPT, name, budget=8, max_new_tokens=NEW)
+    assert a.generation.new_ids == b.generation.new_ids and a.kv_bytes_per_step == b.kv_bytes_per_step
+
+
+def test_bad_mode(lms):
+    with pytest.raises(ValueError, match=r"mode must be one of \['masked', 'gathered'\]"):
+        sparse_generate(lms["llama"], PROMPT, "h2o", budget=8, mode="evicted")
+    with pytest.raises(ValueError, match="selector must be a Selector"):
+        SparseAttention("h2o")

@@ -7,12 +7,17 @@
     with lm.attention(attn):
         ...
 
-Masked mode (exact semantics, for quality studies): the cache keeps every token; the prompt is processed with
+Two modes compute the same decode attention. Masked mode (exact semantics, for quality studies): the cache keeps
+every token; the prompt is processed with
 dense attention (its queries are kept for prefill-time policies such as SnapKV, and policies that learn from
 attention observe the prefill probabilities); at each decode step (one new token) the selector picks positions
 per KV head and attention is a softmax over those positions only. The model's own mask is honoured: layers whose
 mask already restricts a decode step (sliding-window layers) attend their window densely and are counted so.
 Calls with several new tokens after the prompt (e.g. speculative verification) are dense in this mode.
+Gathered mode: decode steps call `workbench.kernels.sparse_decode_attention` on the selected positions (the CUDA
+kernel on a GPU with CuPy, its PyTorch reference elsewhere) instead of masking a dense softmax; layers with
+attention logit softcapping, which the kernel lacks, use the masked computation. Eviction (physically dropping
+cache rows) is not implemented yet.
 
 KV bytes read per decode step are counted over all layers, the batch and KV heads: selected K and V rows, the
 metadata the policy read to decide (`Selector.extra_bytes`) and the index list (none when a layer reads every
@@ -27,13 +32,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import Tensor
 
-from workbench.sparse.ranking import count_selected, indices_to_mask
+from workbench.sparse.ranking import count_selected, indices_to_mask, to_lengths
+from workbench.sparse.reference import sparse_attention
 from workbench.sparse.registry import get_selector
 from workbench.sparse.selector import LayerState, Selector
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.models.lm import LM
     from workbench.models.outputs import Generation
+
+
+MODES = ("masked", "gathered")
 
 
 @dataclass
@@ -60,9 +69,12 @@ class SparseAttention:
     number of new tokens) starts a new sequence for that layer.
     """
 
-    def __init__(self, selector: Selector, index_bytes: int = 4):
+    def __init__(self, selector: Selector, mode: str = "masked", backend: str | None = None, index_bytes: int = 4):
         if not isinstance(selector, Selector):
             raise ValueError(f"selector must be a Selector (see get_selector), got {type(selector).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        self.mode, self.backend = mode, backend
         self.selector = selector
         self.index_bytes = index_bytes
         self.states: dict[int, LayerState] = {}
@@ -99,6 +111,8 @@ class SparseAttention:
 
         state.update(query[:, :, 0], key)
         indices = self.selector.select(state)
+        if self.mode == "gathered" and getattr(module, "attn_logit_softcapping", None) is None:
+            return self._gathered(state, query, key, value, indices, scaling)
         selected = indices_to_mask(indices, total).repeat_interleave(state.group_size, dim=1).unsqueeze(2)
         floor = torch.finfo(query.dtype).min
         base = attention_mask if attention_mask is not None else query.new_zeros(1, 1, 1, total)
@@ -110,6 +124,21 @@ class SparseAttention:
         self._record(layer_idx, total, count_selected(indices), key,
                      self.selector.extra_bytes(state, key.element_size()))
         return out, probs
+
+    def _gathered(self, state: LayerState, query: Tensor, key: Tensor, value: Tensor, indices: Tensor,
+                  scaling: float):
+        from workbench.kernels import sparse_decode_attention
+
+        flat, lengths = to_lengths(indices)
+        out = sparse_decode_attention(query[:, :, 0], key, value, flat, lengths, scaling, check_indices=False,
+                                      backend=self.backend)
+        probs = None
+        if self.selector.needs_observe:
+            probs = sparse_attention(query[:, :, 0], key, value, indices, scaling, return_probs=True)[1].unsqueeze(2)
+            self.selector.observe(state, probs)
+        self._record(state.layer_idx, key.shape[2], count_selected(indices), key,
+                     self.selector.extra_bytes(state, key.element_size()))
+        return out.unsqueeze(2), probs
 
     def _prefill(self, layer_idx: int, query: Tensor, key: Tensor, scaling: float, probs: Tensor) -> None:
         state = self.states.get(layer_idx)
@@ -185,12 +214,16 @@ class SparseGeneration:
 def sparse_generate(lm: "LM", prompt: str | Sequence[int], policy: str | Selector = "full", budget=None, *,
                     max_new_tokens: int = 32, temperature: float = 0.0, top_k: int | None = None,
                     top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
-                    progress: bool = False, **params) -> SparseGeneration:
+                    progress: bool = False, mode: str = "masked", backend: str | None = None,
+                    **params) -> SparseGeneration:
     """`lm.generate` with every decode step restricted to the policy's selection (masked mode).
 
     policy: a registered name (with `budget` and policy `params`) or a Selector. The budget may not exceed the
     longest context this generation can reach (prompt + max_new_tokens); that is checked before any work.
+    mode: "masked" or "gathered" (see the module docstring); backend: the kernel backend for gathered mode.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
     if isinstance(policy, Selector):
         if budget is not None or params:
             raise ValueError("give budget and policy parameters to the Selector itself, not to sparse_generate")
@@ -206,9 +239,9 @@ def sparse_generate(lm: "LM", prompt: str | Sequence[int], policy: str | Selecto
     if selector.budget is not None:
         longest = min(n_prompt + max_new_tokens, lm.max_context)
         selector.budget.check(longest, lm.num_kv_heads, lm.num_layers)
-    attn = SparseAttention(selector)
+    attn = SparseAttention(selector, mode=mode, backend=backend)
     with lm.attention(attn):
         gen = lm.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                           seed=seed, stop=stop, progress=progress)
-    params_out = {k: v for k, v in selector.params().items()}
+    params_out = {**selector.params(), "mode": mode}
     return SparseGeneration(policy=selector.name, params=params_out, generation=gen, steps=list(attn.steps))
