@@ -101,7 +101,7 @@ def test_policies_get_their_inputs_in_the_model(lms):
         attn = SparseAttention(get_selector(name, budget=10))
         with lm.attention(attn):
             lm.generate(PROMPT, max_new_tokens=4)
-        for layer, state in attn.states.items():
+        for state in attn.states.values():
             assert state.prefill_queries.shape == (1, 4, len(PROMPT), 8)
             assert state.context_len == len(PROMPT) + 3
             if name == "h2o":

@@ -3,10 +3,22 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_qkv
-from workbench.sparse import (PAD, Budget, LayerState, SELECTORS, dense_kv_bytes, evaluate_selection, get_selector,
-                              mass_recall, normalized_recall, output_error, selected_kv_bytes, speedup_bound)
+
+from workbench.sparse import (
+    PAD,
+    SELECTORS,
+    Budget,
+    LayerState,
+    dense_kv_bytes,
+    evaluate_selection,
+    get_selector,
+    mass_recall,
+    normalized_recall,
+    output_error,
+    selected_kv_bytes,
+    speedup_bound,
+)
 from workbench.sparse.metrics import oracle_mass_recall
 from workbench.sparse.selector import Selector
 

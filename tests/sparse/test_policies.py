@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_qkv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import make_qkv
 from workbench.sparse import PAD, SELECTORS, Budget, LayerState, get_selector, mass_recall, sparse_attention
 from workbench.sparse.policies import page_bounds, page_upper_bound
 
@@ -26,7 +26,7 @@ def test_registry_has_the_policies():
     for name in BUDGETED:
         if name != "oracle":  # every published policy's module docstring cites its paper and year
             doc = sys.modules[SELECTORS[name].__module__].__doc__
-            assert re.search(r"Paper: \".+?\"\s+\(.+?,\s+20\d\d\)", doc, re.S), name
+            assert re.search(r"Paper: \".+?\"\s+\(.+?,\s+20\d\d\)", doc, re.DOTALL), name
 
 
 def test_unknown_policy_lists_known_names():
@@ -123,7 +123,7 @@ def heavy_hitter_case():
 @pytest.mark.parametrize("name", ["h2o", "keyformer"])
 def test_accumulated_attention_keeps_heavy_hitters(name):
     q, k, pq = heavy_hitter_case()
-    sel, state, idx = run_policy(name, q, k, pq, 6)
+    idx = run_policy(name, q, k, pq, 6)[2]
     for row in idx.reshape(-1, 6).tolist():
         assert 3 in row and 7 in row
         assert 24 in row  # the current token is in the recent window
@@ -140,7 +140,7 @@ def test_h2o_budget_split_and_permanent_eviction():
     for step in range(5):
         keys = torch.cat([state.keys, torch.randn(1, 2, 1, 8, generator=gen)], 2)
         state.update(torch.randn(1, 4, 8, generator=gen), keys)
-        out, probs = sparse_attention(state.query, keys, keys, idx := sel.select(state), return_probs=True)
+        _, probs = sparse_attention(state.query, keys, keys, idx := sel.select(state), return_probs=True)
         sel.observe(state, probs.unsqueeze(2))
         assert not (set(idx[0, 0].tolist()) & evicted)
         evicted |= set(range(keys.shape[2])) - set(idx[0, 0].tolist())

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import make_qkv
+
 from workbench.sparse import PAD, dense_attention, repeat_kv, sparse_attention
 from workbench.sparse.reference import attention_probs
 

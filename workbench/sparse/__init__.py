@@ -4,8 +4,11 @@
     sel = get_selector("quest", budget=64, page_size=16)
     indices = sel.select(LayerState(query, keys))         # [B, H_kv, K] per KV head
     report = evaluate_selection(sel, query, keys, values)  # recall, output error, bytes, speedup bound
+    gen = sparse_generate(lm, "prompt", "h2o", budget=64)  # generation whose decode steps read only the selection
 """
+from workbench.sparse import policies  # noqa: F401  (registers the built-in policies)
 from workbench.sparse.budget import Budget
+from workbench.sparse.integration import SparseAttention, SparseGeneration, StepCost, sparse_generate
 from workbench.sparse.metrics import (
     SelectionReport,
     dense_kv_bytes,
@@ -21,11 +24,30 @@ from workbench.sparse.ranking import PAD
 from workbench.sparse.reference import attention_probs, dense_attention, repeat_kv, sparse_attention
 from workbench.sparse.registry import SELECTORS, get_selector, register_selector
 from workbench.sparse.selector import LayerState, Selector
-from workbench.sparse import policies  # noqa: F401,E402  (registers the built-in policies)
 
 __all__ = [
-    "Budget", "LayerState", "PAD", "SELECTORS", "SelectionReport", "Selector", "attention_probs",
-    "dense_attention", "dense_kv_bytes", "evaluate_selection", "get_selector", "mass_recall",
-    "normalized_recall", "oracle_mass_recall", "output_error", "register_selector", "repeat_kv",
-    "selected_kv_bytes", "sparse_attention", "speedup_bound",
+    "PAD",
+    "SELECTORS",
+    "Budget",
+    "LayerState",
+    "SelectionReport",
+    "Selector",
+    "SparseAttention",
+    "SparseGeneration",
+    "StepCost",
+    "attention_probs",
+    "dense_attention",
+    "dense_kv_bytes",
+    "evaluate_selection",
+    "get_selector",
+    "mass_recall",
+    "normalized_recall",
+    "oracle_mass_recall",
+    "output_error",
+    "register_selector",
+    "repeat_kv",
+    "selected_kv_bytes",
+    "sparse_attention",
+    "sparse_generate",
+    "speedup_bound",
 ]

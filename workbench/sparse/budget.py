@@ -13,9 +13,9 @@ larger than the context selects every token (during decoding the context grows p
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class Budget:
 
     tokens: int | None = None
     ratio: float | None = None
-    layers: Mapping[int, "Budget"] = field(default_factory=dict)
-    heads: tuple["Budget", ...] | None = None
+    layers: Mapping[int, Budget] = field(default_factory=dict)
+    heads: tuple[Budget, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.tokens is not None and self.ratio is not None:
@@ -56,7 +56,7 @@ class Budget:
             object.__setattr__(self, "heads", heads)
 
     @staticmethod
-    def of(value: "Budget | int | float") -> "Budget":
+    def of(value: Budget | float) -> Budget:
         """Coerce: a Budget as is, an int as a token count, a float as a ratio of the context."""
         if isinstance(value, Budget):
             return value
@@ -70,7 +70,7 @@ class Budget:
             f"budget must be a token count (int), a ratio (float in (0, 1]) or a Budget, got {type(value).__name__}"
         )
 
-    def for_layer(self, layer_idx: int) -> "Budget":
+    def for_layer(self, layer_idx: int) -> Budget:
         """The budget that applies to one layer (its override if any, else this one)."""
         return self.layers.get(layer_idx, self)
 

@@ -26,8 +26,9 @@ row). The dense baseline is what the unmodified layer reads (the window, for sli
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -174,7 +175,7 @@ class SparseGeneration:
 
     policy: str
     params: dict
-    generation: "Generation"
+    generation: Generation
     steps: list[StepCost] = field(default_factory=list)
 
     @property
@@ -211,7 +212,7 @@ class SparseGeneration:
                 f"<pre>{html.escape(self.generation.text)}</pre></div>")
 
 
-def sparse_generate(lm: "LM", prompt: str | Sequence[int], policy: str | Selector = "full", budget=None, *,
+def sparse_generate(lm: LM, prompt: str | Sequence[int], policy: str | Selector = "full", budget=None, *,
                     max_new_tokens: int = 32, temperature: float = 0.0, top_k: int | None = None,
                     top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
                     progress: bool = False, mode: str = "masked", backend: str | None = None,

@@ -39,7 +39,7 @@ def oracle_mass_recall(query: Tensor, keys: Tensor, counts: Tensor, scaling: flo
     The oracle ranks a KV head's positions by the sum of its query heads' probabilities, which maximises the
     group's summed (hence the mean) recall among all selections of that size.
     """
-    b, h, h_kv, s, _ = check_shapes(query, keys)
+    _, h, h_kv, _, _ = check_shapes(query, keys)
     probs = attention_probs(query, keys, scaling)
     votes = group_sum(probs, h_kv)
     rank = torch.argsort(torch.argsort(votes, dim=-1, descending=True, stable=True), dim=-1)

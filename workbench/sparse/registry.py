@@ -1,7 +1,8 @@
 """Selectors by name: `get_selector("h2o", budget=64)`, `SELECTORS` (name -> class)."""
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from workbench.sparse.selector import Selector
 

@@ -8,5 +8,15 @@ from workbench.sparse.policies.snapkv import SnapKV
 from workbench.sparse.policies.streaming_llm import StreamingLLM
 from workbench.sparse.policies.tokenselect import TokenSelect
 
-__all__ = ["Full", "H2O", "Keyformer", "Oracle", "Quest", "SnapKV", "StreamingLLM", "TokenSelect",
-           "page_bounds", "page_upper_bound"]
+__all__ = [
+           "H2O",
+           "Full",
+           "Keyformer",
+           "Oracle",
+           "Quest",
+           "SnapKV",
+           "StreamingLLM",
+           "TokenSelect",
+           "page_bounds",
+           "page_upper_bound",
+]
