@@ -1,4 +1,6 @@
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -23,12 +25,13 @@ def tiny(notebook_factory):
     )
 
 
-def test_run_end_to_end_prints_output_path_and_scraps(tiny, tmp_path, capsys):
+def test_run_end_to_end_prints_output_path_and_scraps(tiny, tmp_path):
     runs = tmp_path / "my-runs"
-    code = cli(["run", str(tiny), "-p", "steps", "7", "-p", "word", "42", "-p", "rate", "1e-2",
-                "--runs-dir", str(runs), "--name", "cli", "-q"])
-    out = capsys.readouterr().out
-    assert code == 0
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(tiny), "-p", "steps", "7",
+                           "-p", "word", "42", "-p", "rate", "1e-2", "--runs-dir", str(runs), "--name", "cli", "-q"],
+                          capture_output=True, text=True, timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
     path = runs / "tiny" / "cli.ipynb"
     assert out.splitlines()[0].startswith("ok in ") and out.splitlines()[0].endswith(f": {path}")
     assert read_scraps(path) == {"steps": 7, "word": "42", "rate": 0.01}  # "42" stays text: its default is a str
@@ -50,4 +53,13 @@ def test_run_bad_parameters_raise_value_error_before_running(tiny, tmp_path, no_
         cli(["run", str(tiny), "-p", "steps", "seven", "--runs-dir", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="-p steps given twice"):
         cli(["run", str(tiny), "-p", "steps", "1", "-p", "steps", "2", "--runs-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+
+
+def test_workbench_command_reports_bad_parameters_in_one_line(tiny, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(tiny), "-p", "stepz", "7",
+                           "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"workbench run: error: unknown parameter(s) 'stepz' for {tiny}; allowed: steps, word, rate"]
     assert not (tmp_path / "r").exists()
