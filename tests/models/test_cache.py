@@ -67,6 +67,12 @@ def test_crop_bounds(llama):
     cache.crop(0)
     assert cache.length == 0
     torch.testing.assert_close(llama.forward([7, 8], cache=cache).logits, full_logits(llama, [7, 8]), atol=TOL, rtol=0)
+    batched = llama.new_cache()
+    llama.forward([[1, 2], [3, 4]], cache=batched)
+    batched.crop(0)  # an emptied cache takes any batch size
+    torch.testing.assert_close(llama.forward([7, 8], cache=batched).logits, full_logits(llama, [7, 8]),
+                               atol=TOL, rtol=0)
+    assert batched.positions.tolist() == [[0, 1]]
 
 
 def test_clone_is_independent(llama, ids_of):

@@ -126,6 +126,13 @@ class KVCache:
             self.positions = None
         return self
 
+    def clear(self) -> KVCache:
+        """Drop every cached position (the cache is then as new)."""
+        for layer in self.hf.layers:
+            layer.reset()
+        self.positions = torch.zeros(1, 0, dtype=torch.long)
+        return self
+
     def record_positions(self, positions: torch.Tensor) -> None:
         """Append the position ids [B | 1, T] of tokens just fed (called by LM.forward)."""
         if self.positions is None:

@@ -146,7 +146,9 @@ class LM:
         elif not isinstance(cache, KVCache):
             raise ValueError(f"cache must be a KVCache (from lm.new_cache()), got {type(cache).__name__}")
         past = cache.length
-        if cache.batch_size is not None and past > 0 and cache.batch_size != batch:
+        if past == 0:
+            cache.clear()  # an emptied cache may still carry another batch size
+        elif cache.batch_size != batch:
             raise ValueError(f"input batch size {batch} does not match the cache's batch size {cache.batch_size}")
         positions = self._positions(position_ids, batch, new, past)
         mask = self._mask(attention_mask, batch, new, positions, cache)

@@ -22,7 +22,8 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
                      top_p: float | None = None) -> torch.Tensor:
     """Probabilities [..., V] (float32) after temperature, then top-k, then top-p filtering.
 
-    temperature 0 gives a one-hot on the argmax (the first one on ties). top-p keeps the smallest set of most
+    temperature 0 gives a one-hot on the argmax (the first one on ties). top-k keeps the k largest logits
+    (and any tied with the k-th). top-p keeps the smallest set of most
     probable tokens whose mass reaches top_p (the token crossing the threshold included), then renormalizes.
     """
     check_sampling(temperature, top_k, top_p)
