@@ -140,6 +140,20 @@ def test_sparse_kernel_support_names_what_it_lacks(case_factory, monkeypatch):
     with pytest.warns(KernelFallbackWarning, match=r"head_dim 96; the kernel has \[64, 128, 256\]"):
         assert decide(OP, *odd_dim.args(), backend="cupy").backend == "reference"
     assert decide(OP, *case_factory(head_dim=128).args()).backend == "cupy"
+    grad = case_factory()
+    grad.q.requires_grad_(True)
+    with pytest.warns(KernelFallbackWarning, match="require grad; the kernel has no backward"):
+        assert decide(OP, *grad.args()).backend == "reference"
+    with torch.no_grad():
+        assert decide(OP, *grad.args()).backend == "cupy"
+
+
+def test_the_reference_is_differentiable(case_factory):
+    case = case_factory(batch=1, heads=2, kv_heads=1, seq=12, head_dim=4, list_len=5, dtype=torch.float64)
+    for t in (case.q, case.k, case.v):
+        t.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda q, k, v: sparse_decode_attention(q, k, v, case.indices),
+                                    (case.q, case.k, case.v))
 
 
 def test_op_without_a_kernel_runs_the_reference_or_refuses_a_forced_cupy(monkeypatch):

@@ -181,6 +181,8 @@ def kernel_support(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indices: t
         return f"dtype {q.dtype}; the kernel has {[str(d) for d in KERNEL_DTYPES]}"
     if q.shape[2] not in HEAD_DIMS:
         return f"head_dim {q.shape[2]}; the kernel has {list(HEAD_DIMS)}"
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return "inputs that require grad; the kernel has no backward"
     plan = plan_launch(q.shape[0], q.shape[1], k.shape[1], indices.shape[2])
     if max(plan.grid[1], plan.grid[2]) > MAX_GRID_YZ:
         return f"B={q.shape[0]} or H_kv x head blocks={plan.grid[1]} exceeds the grid limit {MAX_GRID_YZ}"
