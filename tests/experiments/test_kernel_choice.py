@@ -3,7 +3,11 @@ import sys
 
 import pytest
 
-from workbench.experiments.kernel import _runs_this_interpreter, ensure_kernel, own_kernel_name
+from workbench.experiments.kernel import (
+    _runs_this_interpreter,
+    ensure_kernel,
+    own_kernel_name,
+)
 
 
 def test_runs_this_interpreter():

@@ -1,7 +1,13 @@
 import pytest
 
-from workbench.experiments import (RawValue, notebook_parameters, parse_literal, resolve_parameters, run_notebook,
-                                   validate_parameters)
+from workbench.experiments import (
+    RawValue,
+    notebook_parameters,
+    parse_literal,
+    resolve_parameters,
+    run_notebook,
+    validate_parameters,
+)
 from workbench.experiments.runner import output_path_for
 
 PARAMS = """\

@@ -4,7 +4,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.experiments import notebook_parameters, read_figure_scraps, read_scraps, run_notebook
+from workbench.experiments import (
+    notebook_parameters,
+    read_figure_scraps,
+    read_scraps,
+    run_notebook,
+)
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "notebooks" / "00_quickstart.ipynb"
 SCRAPS = {"model", "prompt_tokens", "new_tokens", "generated_text", "tokens_per_second", "load_seconds",
@@ -53,7 +58,9 @@ def test_quickstart_on_the_default_model(tmp_path):
     scraps = read_scraps(result.output_path)
     assert set(scraps) == SCRAPS
     assert scraps["model"] == "smollm2-135m"
-    from tokenizers import Tokenizer  # the HF tokenizers library on the asset's own tokenizer.json
+    from tokenizers import (
+        Tokenizer,  # the HF tokenizers library on the asset's own tokenizer.json
+    )
 
     from workbench.assets import path
 

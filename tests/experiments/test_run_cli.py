@@ -29,7 +29,7 @@ def test_run_end_to_end_prints_output_path_and_scraps(tiny, tmp_path):
     runs = tmp_path / "my-runs"
     done = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(tiny), "-p", "steps", "7",
                            "-p", "word", "42", "-p", "rate", "1e-2", "--runs-dir", str(runs), "--name", "cli", "-q"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     out = done.stdout
     assert done.returncode == 0, done.stderr
     path = runs / "tiny" / "cli.ipynb"
@@ -58,7 +58,7 @@ def test_run_bad_parameters_raise_value_error_before_running(tiny, tmp_path, no_
 
 def test_workbench_command_reports_bad_parameters_in_one_line(tiny, tmp_path):
     done = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(tiny), "-p", "stepz", "7",
-                           "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=600)
+                           "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"workbench run: error: unknown parameter(s) 'stepz' for {tiny}; allowed: steps, word, rate"]

@@ -8,9 +8,15 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from workbench.experiments import SCRAP_MIMETYPE, read_figure_scraps, read_scraps, run_notebook, scrap, to_jsonable
+from workbench.experiments import (
+    SCRAP_MIMETYPE,
+    read_figure_scraps,
+    read_scraps,
+    run_notebook,
+    scrap,
+    to_jsonable,
+)
 from workbench.experiments.scraps import PNG_SIGNATURE, figure_png
-
 
 # ---- JSON-safety ---------------------------------------------------------------------------------------------
 

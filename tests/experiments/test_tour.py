@@ -18,10 +18,10 @@ def cli(argv):
 
 
 GOOD_CELLS = (
-    "from workbench.experiments import scrap, scrap_figure\n"
-    "scrap('greeting', greeting)\nscrap('size', size)\nscrap('long', 'x' * 1000)",
-    "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
-    "fig, ax = plt.subplots(figsize=(2, 1))\nax.bar([0, 1], [size, 1])\nscrap_figure('bars', fig, dpi=30)",
+    ("from workbench.experiments import scrap, scrap_figure\n"
+     "scrap('greeting', greeting)\nscrap('size', size)\nscrap('long', 'x' * 1000)"),
+    ("import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+     "fig, ax = plt.subplots(figsize=(2, 1))\nax.bar([0, 1], [size, 1])\nscrap_figure('bars', fig, dpi=30)"),
 )
 
 

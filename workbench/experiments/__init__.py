@@ -6,13 +6,41 @@
   notebook into `runs/<stem>/...ipynb` and returns a `RunResult`.
 - `run_tour(notebooks_dir)` runs a folder of notebooks and writes an HTML index of their scraps.
 """
-from .parameters import Parameter, RawValue, notebook_parameters, parse_literal, resolve_parameters, validate_parameters
+from .parameters import (
+    Parameter,
+    RawValue,
+    notebook_parameters,
+    parse_literal,
+    resolve_parameters,
+    validate_parameters,
+)
 from .runner import NotebookFailed, RunResult, run_notebook
-from .scraps import SCRAP_MIMETYPE, read_figure_scraps, read_scraps, scrap, scrap_figure, to_jsonable
+from .scraps import (
+    SCRAP_MIMETYPE,
+    read_figure_scraps,
+    read_scraps,
+    scrap,
+    scrap_figure,
+    to_jsonable,
+)
 from .tour import TourResult, run_tour
 
 __all__ = [
-    "SCRAP_MIMETYPE", "scrap", "scrap_figure", "read_scraps", "read_figure_scraps", "to_jsonable",
-    "Parameter", "RawValue", "notebook_parameters", "validate_parameters", "resolve_parameters", "parse_literal",
-    "RunResult", "NotebookFailed", "run_notebook", "TourResult", "run_tour",
+    "SCRAP_MIMETYPE",
+    "NotebookFailed",
+    "Parameter",
+    "RawValue",
+    "RunResult",
+    "TourResult",
+    "notebook_parameters",
+    "parse_literal",
+    "read_figure_scraps",
+    "read_scraps",
+    "resolve_parameters",
+    "run_notebook",
+    "run_tour",
+    "scrap",
+    "scrap_figure",
+    "to_jsonable",
+    "validate_parameters",
 ]

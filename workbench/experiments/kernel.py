@@ -12,7 +12,7 @@ import hashlib
 import os
 import sys
 
-_GENERIC = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
+_GENERIC = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
 
 
 def _runs_this_interpreter(argv: list[str]) -> bool:

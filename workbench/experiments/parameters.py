@@ -162,7 +162,8 @@ def validate_parameters(notebook: str | Path | nbformat.NotebookNode, parameters
     value whose type differs from the literal default's (int is accepted for float; any value for None).
     """
     if not isinstance(parameters, dict):
-        raise ValueError(f"parameters must be a dict of name -> value, got {type(parameters).__name__}")
+        raise ValueError(  # noqa: TRY004  (project rule: bad input is a ValueError)
+            f"parameters must be a dict of name -> value, got {type(parameters).__name__}")
     declared = notebook_parameters(notebook)
     where = notebook if not isinstance(notebook, nbformat.NotebookNode) else "the notebook"
     unknown = [name for name in parameters if name not in declared]

@@ -50,7 +50,7 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def raise_for_status(self) -> "RunResult":
+    def raise_for_status(self) -> RunResult:
         """Raise NotebookFailed if the run failed; otherwise return self."""
         if not self.ok:
             raise NotebookFailed(f"{self.notebook} failed ({self.output_path}): {self.error}")

@@ -46,7 +46,8 @@ def to_jsonable(value: Any, where: str = "value") -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{where} has a non-string key {key!r}; JSON object keys must be str")
+                raise ValueError(  # noqa: TRY004  (project rule: bad input is a ValueError)
+                    f"{where} has a non-string key {key!r}; JSON object keys must be str")
             out[key] = to_jsonable(item, f"{where}[{key!r}]")
         return out
     if isinstance(value, (list, tuple)):

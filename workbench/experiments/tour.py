@@ -88,7 +88,7 @@ def run_tour(
         start = time.perf_counter()
         try:
             result = run_notebook(nb, params, runs_dir=runs_dir, kernel_name=kernel_name, progress=progress)
-        except Exception as exc:  # e.g. the kernel could not start: still list it in the index
+        except Exception as exc:  # noqa: BLE001  (e.g. the kernel could not start: still list it in the index)
             result = RunResult(str(nb), "", params, "failed", time.perf_counter() - start,
                                error=f"{type(exc).__name__}: {exc}")
         results.append(result)

@@ -11,8 +11,9 @@ import datetime as _dt
 import html
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from .runner import RunResult
@@ -64,9 +65,9 @@ def _link(target: str, index_dir: Path) -> str:
 
 def _section(result: RunResult, index_dir: Path) -> str:
     name = Path(result.notebook).name
+    status = html.escape(result.status)
     parts = [f'<section id="{html.escape(Path(result.notebook).stem)}">',
-             f'<h2>{html.escape(name)} <span class="status {html.escape(result.status)}">'
-             f"{html.escape(result.status)}</span></h2>"]
+             f'<h2>{html.escape(name)} <span class="status {status}">{status}</span></h2>']
     meta = [f"{result.seconds:.1f} s"]
     if result.output_path:
         meta.append(f'<a href="{_link(result.output_path, index_dir)}">output notebook</a>')
@@ -94,7 +95,8 @@ def render_index(results: Sequence[RunResult], index_dir: Path, title: str = "wo
     failed = sum(not r.ok for r in results)
     total = sum(r.seconds for r in results)
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    summary = (f"{len(results)} notebooks, {len(results) - failed} ok, {failed} failed, "
+    plural = "" if len(results) == 1 else "s"
+    summary = (f"{len(results)} notebook{plural}, {len(results) - failed} ok, {failed} failed, "
                f"{total:.1f} s in all · written {when}")
     body = "\n".join(_section(r, index_dir) for r in results)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
