@@ -8,6 +8,7 @@ those are in test_sparse_decode_gpu.py.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
 import subprocess
@@ -17,11 +18,15 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.kernels import cupy_module
 from workbench.kernels.cupy_module import source_path
 from workbench.kernels.sparse_decode_attention import (
     KERNEL_DTYPES,
+    THREADS,
+    _launch,
     launch_args,
     merge_name,
+    name_expressions,
     partial_name,
     plan_launch,
     prepare,
@@ -171,3 +176,35 @@ def test_emulated_output_rounds_to_nearest_even(emulator, case_factory, dtype, n
     rows = torch.stack([case.v[0, g, case.indices[0, g]].float().mean(0) for g in range(2)])[None]
     assert torch.equal(out, rows.to(dtype))
     assert torch.equal(sparse_decode_attention_reference(*case.args()), rows.to(dtype))
+
+
+def test_the_cupy_launcher_glue_drives_the_emulated_kernels(emulator, case_factory, monkeypatch):
+    """`_launch` itself, with CuPy's pieces replaced: compiled kernels -> emulated ones, DLPack -> identity."""
+    symbols = {partial_name(dt, d, g): _symbol(dt, d, g) for dt in DTYPES for d, g in INSTANCES}
+    symbols.update({merge_name(dt): _symbol(dt) for dt in DTYPES})
+    launched = []
+
+    def get_kernel(op, dtype, names, name, device):
+        assert op == "sparse_decode_attention" and name in names and names == name_expressions(dtype)
+
+        def kernel(grid, block, args):
+            assert block == (THREADS, 1, 1)
+            launched.append(name)
+            getattr(emulator, symbols[name])(*map(_c, args), *(ctypes.c_uint(n) for n in grid))
+        return kernel
+
+    class Properties:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(cupy_module, "get_kernel", get_kernel)
+    monkeypatch.setattr(cupy_module, "to_cupy", lambda t: t)
+    monkeypatch.setattr(cupy_module, "torch_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Properties())
+    for dtype in DTYPES:
+        case = case_factory(batch=1, heads=4, kv_heads=2, seq=400, list_len=333, ragged=True, dtype=dtype)
+        launched.clear()
+        _check(_launch(*case.args()), case, dtype)
+        assert launched == [partial_name(dtype, 64, 2), merge_name(dtype)]
+        launched.clear()
+        _check(_launch(*case.args(), num_splits=1), case, dtype)
+        assert launched == [partial_name(dtype, 64, 2)]
