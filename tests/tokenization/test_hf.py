@@ -239,6 +239,7 @@ def test_chat_template_known_answer(chat_folder, byte_bpe):
     assert ids[0] == 1 and ids.count(1) == 3 and ids.count(2) == 2  # each marker is one special token
     hf = AutoTokenizer.from_pretrained(str(chat_folder))
     assert ids == hf.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+    assert tok.decode(ids, skip_special_tokens=True) == byte_bpe.decode(ids, skip_special_tokens=True)
     no_prompt = tok.apply_chat_template(messages, add_generation_prompt=False)
     assert tok.decode(no_prompt) == expected_text[: -len("<|im_start|>assistant\n")]
 

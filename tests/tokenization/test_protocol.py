@@ -133,6 +133,13 @@ def test_byte_tokenizer_round_trip_and_offsets(tok, text):
     assert offsets == [(i, i + 1) for i in range(len(data))]
 
 
+def test_decode_can_skip_special_tokens():
+    tok = ByteTokenizer(specials=["<bos>", "<eos>"], bos="<bos>", eos="<eos>")
+    ids = tok.encode("<bos>hi<eos>")
+    assert tok.decode(ids) == "<bos>hi<eos>"
+    assert tok.decode(ids, skip_special_tokens=True) == "hi"
+
+
 def test_byte_tokenizer_specials_and_bos():
     tok = ByteTokenizer(specials=["<bos>", "<eos>", "<eos2>"], bos="<bos>", eos="<eos>")
     assert tok.encode("x", add_special_tokens=True) == [256, 120]

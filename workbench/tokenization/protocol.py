@@ -51,7 +51,7 @@ class Tokenizer(Protocol):
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
 
-    def decode(self, ids: Sequence[int]) -> str: ...
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
 
     def token_bytes(self, token_id: int) -> bytes: ...
 
@@ -204,10 +204,13 @@ class TokenizerBase:
         check_text(text)
         return self._encode(text, bool(add_special_tokens))
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of `ids`; special tokens are rendered as the backend does (as their text; SentencePiece drops
-        control tokens)."""
-        return self._decode(check_ids(ids, self.vocab_size))
+        control tokens), or left out with `skip_special_tokens=True`."""
+        ids = check_ids(ids, self.vocab_size)
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self.special_ids]
+        return self._decode(ids)
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes token `token_id` stands for; for special tokens, their text in UTF-8."""
