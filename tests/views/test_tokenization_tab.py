@@ -55,6 +55,9 @@ def test_generate_control_appends_lm_generate_output(tiny):
     assert all(s is None for s in strip.scores)
     assert generation.records()[0]["new tokens"] == len(expected)
     assert generation.records()[0]["forward calls"] >= 1
+    n_bytes = len(TEXT) + sum(len(tiny.tokenizer.token_bytes(i)) for i in expected)
+    assert counts.records() == [{"tokenizer": "lm (tiny-bytes)", "tokens": len(prompt) + len(expected),
+                                 "bytes": n_bytes, "bytes/token": n_bytes / (len(prompt) + len(expected))}]
 
 
 def test_other_tokenizers_are_offered_and_compared(tiny, bpe):

@@ -101,14 +101,16 @@ class TokenizationTab(ExplorerTab):
             tokenizer = self.tokenizer(lm, label)
             strip = TokenStrip.from_text(tokenizer, text + continuation,
                                          title=f"{label}: text{' + continuation' if generation else ''}")
-        rows = []
-        labels = list(dict.fromkeys(["lm", *self.extra, label]))
+        # The LM row counts the real ids and bytes; the others re-tokenize the text (a continuation that is not
+        # valid UTF-8 on its own is decoded with replacement characters first).
+        size = len(text.encode("utf-8")) + sum(len(lm_tok.token_bytes(i)) for i in new_ids)
+        rows = [{"tokenizer": f"lm ({getattr(lm_tok, 'name', '')})", "tokens": len(prompt_ids) + len(new_ids),
+                 "bytes": size, "bytes/token": size / max(1, len(prompt_ids) + len(new_ids))}]
         full = text + continuation
-        for name in progress.iter(labels, "counting tokens"):
-            count = len(self.tokenizer(lm, name).encode(full))
-            size = len(full.encode("utf-8"))
-            rows.append({"tokenizer": f"lm ({getattr(lm_tok, 'name', '')})" if name == "lm" else name,
-                         "tokens": count, "bytes": size, "bytes/token": size / count if count else None})
+        for name in progress.iter([n for n in dict.fromkeys([*self.extra, label]) if n != "lm"], "counting tokens"):
+            count, size = len(self.tokenizer(lm, name).encode(full)), len(full.encode("utf-8"))
+            rows.append({"tokenizer": name, "tokens": count, "bytes": size,
+                         "bytes/token": size / count if count else None})
         views: list[Any] = [strip, Table(rows, title="token counts on the text" + (" + continuation" if new_ids else ""))]
         if generation is not None:
             views.append(Table([{
