@@ -39,7 +39,7 @@ def make_case(batch: int = 2, heads: int = 6, kv_heads: int = 2, seq: int = 64, 
         flat = lengths.view(-1)
         if flat.numel() >= 3:
             flat[0], flat[1] = 0, list_len
-    cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
+    cast = lambda t: t.to(device=device, dtype=dtype)
     return Case(cast(q), cast(k), cast(v), indices.to(device),
                 None if lengths is None else lengths.to(device))
 

@@ -10,6 +10,7 @@ from workbench.kernels import (
     BackendUnavailableError,
     KernelFallbackWarning,
     KernelOp,
+    cupy_module,
     decide,
     dispatch,
     get_op,
@@ -18,7 +19,6 @@ from workbench.kernels import (
     sparse_decode_attention_cupy,
     sparse_decode_attention_reference,
 )
-from workbench.kernels import cupy_module
 from workbench.kernels.sparse_decode_attention import (
     HEADS_PER_BLOCK,
     KERNEL_DTYPES,

@@ -10,13 +10,13 @@ import torch
 from workbench.kernels import (
     KernelFallbackWarning,
     cupy_available,
+    cupy_module,
     cupy_unavailable_reason,
     decide,
     sparse_decode_attention,
     sparse_decode_attention_cupy,
     sparse_decode_attention_reference,
 )
-from workbench.kernels import cupy_module
 
 _GPU = torch.cuda.is_available() and cupy_available()
 pytestmark = [

@@ -20,7 +20,12 @@ import numpy as np
 import torch
 
 from workbench.kernels import cupy_module
-from workbench.kernels.dispatch import BackendUnavailableError, KernelOp, dispatch, register
+from workbench.kernels.dispatch import (
+    BackendUnavailableError,
+    KernelOp,
+    dispatch,
+    register,
+)
 
 OP = "sparse_decode_attention"
 KERNEL_DTYPES = {torch.float32: "float", torch.float16: "wb_half", torch.bfloat16: "wb_bf16"}
@@ -194,7 +199,7 @@ def launch_args(plan: LaunchPlan, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
                 parts: list[torch.Tensor]) -> tuple[tuple, tuple | None]:
     """The argument lists of pass 1 and pass 2 (None when not split), in kernel order: tensors and numpy
     scalars. Expects q, indices (int64), lengths (int32), out and parts contiguous, k/v last dim contiguous."""
-    batch, heads, head_dim = q.shape
+    _, heads, head_dim = q.shape
     kv_heads, list_len = k.shape[1], indices.shape[2]
     i32, i64 = np.int32, np.int64
     slots = parts if parts else [out, out, out]  # not read when there is one split
@@ -233,7 +238,7 @@ def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indices: torch.Te
                                      device)
     merge = cupy_module.get_kernel(OP, q.dtype, names, merge_name(q.dtype), device) if parts else None
     partial_args, merge_args = launch_args(plan, q, k, v, indices, lengths, scale, out, parts)
-    convert = lambda a: cupy_module.to_cupy(a) if isinstance(a, torch.Tensor) else a  # noqa: E731
+    convert = lambda a: cupy_module.to_cupy(a) if isinstance(a, torch.Tensor) else a
     with cupy_module.torch_stream(device):
         partial(plan.grid, plan.block, tuple(convert(a) for a in partial_args))
         if merge is not None:
