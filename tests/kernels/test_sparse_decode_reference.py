@@ -1,6 +1,7 @@
 """The PyTorch reference of sparse decode attention against brute-force dense attention with a mask."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,6 +59,8 @@ def test_scale_and_int32_indices(case_factory, bruteforce):
     case = case_factory(heads=4, kv_heads=2, seq=40, head_dim=16, list_len=27, seed=11)
     out = sparse_decode_attention_reference(case.q, case.k, case.v, case.indices.int(), None, 0.3)
     torch.testing.assert_close(out.double(), bruteforce(case, scale=0.3), rtol=1e-5, atol=1e-6)
+    numpy_scale = sparse_decode_attention_reference(case.q, case.k, case.v, case.indices, None, np.float32(0.3))
+    torch.testing.assert_close(numpy_scale.double(), bruteforce(case, scale=float(np.float32(0.3))), rtol=1e-5, atol=1e-6)
     default = sparse_decode_attention_reference(*case.args())
     explicit = sparse_decode_attention_reference(*case.args(), 1 / math.sqrt(16))
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)

@@ -14,6 +14,7 @@ long-context inference", 2023; the online softmax of Milakov & Gimelshein, arXiv
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,7 @@ def validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indices: torch.T
     for name, t in tensors:
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}; all tensors must share one device")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
                               or not math.isfinite(scale) or scale <= 0):
         raise ValueError(f"scale must be a finite positive number or None (1/sqrt(D)), got {scale!r}")
     if lengths is not None:
