@@ -21,6 +21,7 @@ def tiny(notebook_factory):
     return notebook_factory(
         "tiny.ipynb", "steps = 1\nword = 'w'\nrate = 0.5",
         "from workbench.experiments import scrap\nscrap('steps', steps)\nscrap('word', word)\nscrap('rate', rate)\n"
+        "scrap('lines', 'x\\ny')\n"
         "assert steps != 13, 'unlucky'",
     )
 
@@ -34,8 +35,10 @@ def test_run_end_to_end_prints_output_path_and_scraps(tiny, tmp_path):
     assert done.returncode == 0, done.stderr
     path = runs / "tiny" / "cli.ipynb"
     assert out.splitlines()[0].startswith("ok in ") and out.splitlines()[0].endswith(f": {path}")
-    assert read_scraps(path) == {"steps": 7, "word": "42", "rate": 0.01}  # "42" stays text: its default is a str
+    # "42" stays text because the default of `word` is a str
+    assert read_scraps(path) == {"steps": 7, "word": "42", "rate": 0.01, "lines": "x\ny"}
     assert "  steps  7" in out and "  word   42" in out and "  rate   0.01" in out
+    assert '  lines  "x\\ny"' in out  # multi-line text is shown quoted on one line
 
 
 def test_run_failure_exits_non_zero(tiny, tmp_path, capsys):

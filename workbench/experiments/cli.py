@@ -28,7 +28,8 @@ def _parameters(pairs: list[list[str]]) -> dict[str, RawValue]:
 def _print_scraps(scraps: dict) -> None:
     width = max((len(k) for k in scraps), default=0)
     for key, value in scraps.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        plain = isinstance(value, str) and value == value.strip() and "\n" not in value
+        text = value if plain else json.dumps(value, ensure_ascii=False)  # quotes show edge spaces, \n
         if len(text) > 200:
             text = text[:197] + "..."
         print(f"  {key:<{width}}  {text}")
