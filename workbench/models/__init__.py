@@ -9,6 +9,6 @@ from workbench.models.sampling import next_token_probs, sample
 from workbench.models.tiny import save_tiny_model, tiny_lm
 
 __all__ = [
-    "LM", "KVCache", "ForwardOutput", "Generation", "Counters", "reference_attention", "causal_mask", "tree_mask",
-    "next_token_probs", "sample", "tiny_lm", "save_tiny_model",
+    "LM", "Counters", "ForwardOutput", "Generation", "KVCache", "causal_mask", "next_token_probs",
+    "reference_attention", "sample", "save_tiny_model", "tiny_lm", "tree_mask",
 ]
