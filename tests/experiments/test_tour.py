@@ -73,6 +73,9 @@ def test_tour_refuses_a_parameter_no_notebook_declares_before_running(folder, tm
         run_tour(folder, runs_dir=tmp_path / "runs", parameters={"sise": 1})
     with pytest.raises(ValueError, match="'greeting'.*type str"):
         run_tour(folder, runs_dir=tmp_path / "runs", parameters={"greeting": 3})
+    (folder / "03_untagged.ipynb").write_text((folder / "02_bad.ipynb").read_text().replace('"parameters"', '"x"'))
+    with pytest.raises(ValueError, match="03_untagged.ipynb has no cell tagged 'parameters'"):
+        run_tour(folder, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 
