@@ -161,3 +161,13 @@ def test_static_html_and_text(tiny, echo_tab):
     assert "Echo" in html and "text: &#x27;a&lt;b&#x27;" in html and 'class="wb-token"' in html
     text = repr(make())
     assert text.startswith("Explorer(active='echo_test', tabs: tokenization, ") and "a|<|b" in text
+
+
+def test_notebook_display_bundle(tiny, echo_tab):
+    from IPython.core.formatters import DisplayFormatter
+
+    explorer = Explorer(tiny, "ab", tab="echo_test")
+    data, _ = DisplayFormatter().format(explorer)
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/html"] == explorer.to_html()
+    assert data["text/plain"].startswith("Explorer(active='echo_test'")  # ipywidgets cuts it at 110 chars
