@@ -18,7 +18,9 @@ from workbench.assets.registry import Asset, Blob, Part, Source
 
 def _leftovers(home: Path) -> list[str]:
     root = home / "assets"
-    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock"))
 
 
 def test_fetch_builds_ready_folder_with_marker(fake_tok, wb_home):
@@ -129,6 +131,40 @@ def test_killed_fetch_leaves_temp_only_and_next_fetch_cleans_it(fake_tok, wb_hom
     assert len(left) == 1 and left[0].startswith(".fake-tok.partial-")
     folder = assets.fetch("fake-tok")
     assert (folder / "tokenizer.json").read_bytes() == TOKENIZER_BYTES
+    assert _leftovers(wb_home) == []
+
+
+_COUNTED_FETCH = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from workbench.assets import builders, registry
+from workbench.assets.registry import Asset, Blob, Part, Source
+from workbench import assets
+
+def slow(asset, blobs, out):
+    with open({log!r}, "a") as handle:
+        handle.write("built\\n")
+    time.sleep(1.5)
+    return builders.copy_blobs(asset, blobs, out)
+
+builders.BUILDERS["slow"] = slow
+registry.ASSETS["fake-tok"] = Asset("fake-tok", "tokenizer", "hf", "d", "MIT", (Source("local", ({wheel!r},)),),
+    (Blob("tokenizer.json", {sha!r}, (Part("fakepkg-1.0-*.whl", "fakepkg/data/tokenizer.json"),)),), builder="slow")
+print(assets.fetch("fake-tok"))
+"""
+
+
+def test_concurrent_fetches_build_once(fake_tok, wb_home, tmp_path):
+    log = tmp_path / "builds.txt"
+    script = _COUNTED_FETCH.format(tests=str(Path(__file__).parent), wheel=fake_tok.sources[0].packages[0],
+                                   sha=sha256(TOKENIZER_BYTES), log=str(log))
+    env = {**os.environ, "WORKBENCH_HOME": str(wb_home)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-1500:] for o in outputs]
+    assert log.read_text() == "built\n"
+    assert {o[0].decode().strip() for o in outputs} == {str(wb_home / "assets" / "fake-tok")}
     assert _leftovers(wb_home) == []
 
 

@@ -127,6 +127,25 @@ def clean_stale(name: str) -> list[Path]:
 
 
 @contextmanager
+def fetch_lock(name: str) -> Iterator[None]:
+    """Hold an exclusive lock on asset `name` across processes (POSIX `flock`), so concurrent fetches of one
+    asset build it once: the others wait, then find it ready. Released when the holder exits or dies."""
+    root = assets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(root / f".{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def staging(name: str) -> Iterator[Path]:
     """A fresh temp folder beside the ready folder of `name`; removed on exit, whatever happens."""
     root = assets_root()

