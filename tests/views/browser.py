@@ -7,6 +7,7 @@ user-data dir and no background networking.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -42,11 +43,17 @@ class JupyterLab:
 
     def __enter__(self) -> "JupyterLab":
         env = dict(os.environ)
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
+        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
                      "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR"):
             folder = self.scratch / name.lower()
             folder.mkdir(parents=True, exist_ok=True)
             env[name] = str(folder)
+        # The notebook's "python3" kernel is this interpreter (the user data dir wins over other kernelspecs).
+        spec = self.scratch / "jupyter_data_dir" / "kernels" / "python3"
+        spec.mkdir(parents=True, exist_ok=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (workbench test)", "language": "python"}))
         env["HF_HUB_OFFLINE"] = "1"
         news = self.scratch / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True, exist_ok=True)  # do not ask about (online) news
