@@ -13,8 +13,23 @@ from workbench.assets.cache import home
 from workbench.assets.corpora import load_corpus
 from workbench.assets.errors import ChecksumError, CorruptAssetError, UnknownAssetError
 from workbench.assets.fetchers import DownloadError
-from workbench.assets.pipeline import VerifyResult, fetch, is_cached, path, record, verify
-from workbench.assets.registry import DEFAULT_MODEL, Asset, Blob, Part, Source, get, list_assets
+from workbench.assets.pipeline import (
+    VerifyResult,
+    fetch,
+    is_cached,
+    path,
+    record,
+    verify,
+)
+from workbench.assets.registry import (
+    DEFAULT_MODEL,
+    Asset,
+    Blob,
+    Part,
+    Source,
+    get,
+    list_assets,
+)
 from workbench.assets.resolve import resolve_model
 
 __all__ = [

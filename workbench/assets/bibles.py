@@ -26,7 +26,7 @@ from workbench.assets.registry import Asset
 # version -> (SWORD module, language)
 SWORD_VERSIONS = {"kjv": ("engKJV2006eb", "en"), "web": ("engWEB2015eb", "en"), "rv1909": ("spaRV1909eb", "es")}
 _RANGE = "Genesis 1:1-Revelation of John 22:21"
-_HEADER = re.compile(r"^( *)((?:I{1,3} |IV )?[A-Z][A-Za-z ]*?) (\d+):(\d+): ", re.M)
+_HEADER = re.compile(r"^( *)((?:I{1,3} |IV )?[A-Z][A-Za-z ]*?) (\d+):(\d+): ", re.MULTILINE)
 _ROMAN = {"I": "1", "II": "2", "III": "3", "IV": "4"}
 VERSE_COLUMNS = ["book", "chapter", "verse", "text"]
 
@@ -41,7 +41,7 @@ def book_name(sword_name: str) -> str:
 
 def clean_verse(text: str) -> str:
     """Verse text without headings, pilcrows, leftover OSIS tags, Strong's numbers or line breaks."""
-    text = re.sub(r"<title[^>]*>.*?</title>", " ", text, flags=re.S)
+    text = re.sub(r"<title[^>]*>.*?</title>", " ", text, flags=re.DOTALL)
     text = re.sub(r"<[^>]*>", " ", text)
     return " ".join(text.replace("\u00b6", " ").split())
 

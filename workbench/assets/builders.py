@@ -7,8 +7,9 @@ registered by name in BUILDERS; an Asset names its builder.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from workbench.assets.registry import Asset
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -24,7 +25,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeniz
 
 @contextmanager
 def _gguf_without_accelerate() -> Iterator[None]:
-    import transformers.modeling_utils as modeling_utils
+    from transformers import modeling_utils
 
     if importlib.util.find_spec("accelerate") is not None:
         yield

@@ -122,7 +122,7 @@ def botchan_documents(text: str) -> list[tuple[str, str]]:
     end = text.index("End of Project Gutenberg's Botchan")
     body = text[text.index("\n", start) + 1:end]
     note_at = body.index("A NOTE BY THE TRANSLATOR")
-    pieces = re.split(r"^(CHAPTER [IVX]+\.?)\n", body[note_at:], flags=re.M)
+    pieces = re.split(r"^(CHAPTER [IVX]+\.?)\n", body[note_at:], flags=re.MULTILINE)
     docs = [("botchan/note", pieces[0].strip())]
     for i in range(1, len(pieces), 2):
         number = pieces[i].split()[1].rstrip(".")

@@ -10,6 +10,10 @@ class UnknownAssetError(ValueError):
         super().__init__(f"unknown {what} {name!r}; known assets: {', '.join(known)}")
 
 
+class AssetTypeError(TypeError, ValueError):
+    """An argument of the wrong type (also a ValueError, so the CLI prints it as one line)."""
+
+
 class ChecksumError(ValueError):
     """A file whose sha256 is not the pinned one. Nothing is installed or loaded."""
 

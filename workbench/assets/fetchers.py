@@ -12,13 +12,14 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from workbench.assets.registry import Blob, Part, Source
+from workbench.assets.registry import Blob, Source
 
 _CHUNK = 1 << 20
 
@@ -97,7 +98,7 @@ def find_package(files: list[Path], pattern: str) -> Path:
 
 @contextmanager
 def open_member(archive: Path, member: str | None) -> Iterator[BinaryIO]:
-    """A a readable stream of `member` inside `archive` (or of the archive itself when member is None)."""
+    """A readable stream of `member` inside `archive` (or of the archive itself when member is None)."""
     name = archive.name
     if member is None:
         with open(archive, "rb") as handle:
@@ -152,4 +153,4 @@ def unpack_deb(deb: Path, dest: Path) -> None:
         raise DownloadError(f"dpkg-deb -x {deb.name} failed: {exc.stderr.decode(errors='replace')[-300:]}") from None
 
 
-__all__ = ["DownloadError", "Part", "download", "find_package", "open_member", "unpack_deb", "write_blob"]
+__all__ = ["DownloadError", "download", "find_package", "open_member", "unpack_deb", "write_blob"]

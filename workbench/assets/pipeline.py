@@ -95,7 +95,7 @@ def _record(asset: Asset, info: dict[str, Any], hashes: dict[str, str], out: Pat
         "files": cache.manifest(out, progress=True),
         "download_bytes": download_bytes,
         "fetch_seconds": round(seconds, 2),
-        "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fetched_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

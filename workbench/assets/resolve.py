@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from workbench.assets.errors import UnknownAssetError
+from workbench.assets.errors import AssetTypeError, UnknownAssetError
 from workbench.assets.pipeline import path as asset_path
 from workbench.assets.registry import ASSETS, get
 
@@ -27,7 +27,7 @@ def resolve_model(name_or_path: str | Path) -> str | Path:
                              f"model assets: {', '.join(models)}")
         return asset_path(name_or_path)
     if not isinstance(name_or_path, (str, Path)):
-        raise ValueError(f"name_or_path must be a str or Path, got {type(name_or_path).__name__}")
+        raise AssetTypeError(f"name_or_path must be a str or Path, got {type(name_or_path).__name__}")
     local = Path(name_or_path).expanduser()
     if local.exists():
         if local.is_dir() and (local / "config.json").is_file():
