@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-URL = re.compile(r"https?://", re.I)
+URL = re.compile(r"https?://", re.IGNORECASE)
 
 
 def frontend_update(widget, **state) -> None:

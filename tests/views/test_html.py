@@ -4,8 +4,7 @@ import math
 import pytest
 
 from workbench.resources import resource_dir
-from workbench.views.html import (DIVERGING, SEQUENTIAL, ColorScale, escape, format_number, page, stable_id,
-                                  text_color)
+from workbench.views.html import DIVERGING, SEQUENTIAL, ColorScale, escape, format_number, page, stable_id, text_color
 
 from .helpers import URL
 

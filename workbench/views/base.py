@@ -48,7 +48,7 @@ class View:
         except Exception:  # a half-built object (e.g. during traitlets init) must still repr
             return object.__repr__(self)
 
-    def show(self) -> "View":
+    def show(self) -> View:
         """Display the live view in the notebook (the static HTML travels with it) and return self."""
         from IPython.display import display
 

@@ -2,7 +2,8 @@
 largest (e.g. rows = output tokens, columns = input tokens: click an output, see which input drove it)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import traitlets
@@ -146,9 +147,9 @@ class Heatmap(WidgetView):
 
     def to_text(self) -> str:
         finite = [v for row in self.values for v in row if v is not None]
+        span = f"{format_number(min(finite, default=None))}..{format_number(max(finite, default=None))}"
         lines = [f"Heatmap({self.title + ': ' if self.title else ''}{self.shape[0]}x{self.shape[1]}, "
-                 f"{self.value_label} {format_number(min(finite, default=None))}.."
-                 f"{format_number(max(finite, default=None))})"]
+                 + f"{self.value_label} {span})"]
         if self.selected_row >= 0:
             cols = ", ".join(self.col_labels[j] for j in self.highlighted_cols)
             lines.append(f"row {self.row_labels[self.selected_row]!r} -> top: {cols}")

@@ -9,8 +9,8 @@ import hashlib
 import html
 import json
 import math
-from functools import lru_cache
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
 
 # ColorBrewer "Blues" (sequential) and "RdBu" reversed (diverging: blue negative, red positive) anchors.
 SEQUENTIAL = ("#f7fbff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
@@ -148,7 +148,7 @@ def stylesheet() -> str:
     return (resource_dir("widgets") / "workbench.css").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def widget_source(filename: str) -> str:
     """The contents of one ES module in widgets/ (read into the widget's `_esm` trait: nothing is fetched)."""
     from workbench.resources import resource_dir

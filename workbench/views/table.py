@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import traitlets
 
@@ -100,7 +101,7 @@ class Table(WidgetView):
                 order.sort(key=lambda i: self.rows[i][j] is None)
         self.order = order
 
-    def sort(self, column: str, ascending: bool = True) -> "Table":
+    def sort(self, column: str, ascending: bool = True) -> Table:
         self.sort_by, self.ascending = column, ascending
         return self
 

@@ -2,8 +2,9 @@
 optional per-token score drawn as colour. Clicking a token selects it (`selected`, synced to Python)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import traitlets
 
@@ -81,7 +82,7 @@ class TokenStrip(WidgetView):
     # ---- constructors -------------------------------------------------------------------------------
     @classmethod
     def from_pieces(cls, pieces: Sequence[str | bytes], *, ids: Sequence[int] | None = None,
-                    scores: Sequence[float | None] | None = None, **options: Any) -> "TokenStrip":
+                    scores: Sequence[float | None] | None = None, **options: Any) -> TokenStrip:
         """Tokens given directly as strings or bytes (offsets are their running byte positions)."""
         blobs = [p.encode("utf-8") if isinstance(p, str) else bytes(p) for p in pieces]
         if ids is not None and len(ids) != len(blobs):
@@ -96,14 +97,14 @@ class TokenStrip(WidgetView):
 
     @classmethod
     def from_ids(cls, tokenizer: Any, ids: Sequence[int], *, scores: Sequence[float | None] | None = None,
-                 **options: Any) -> "TokenStrip":
+                 **options: Any) -> TokenStrip:
         """Token ids under a tokenizer (workbench Tokenizer protocol: uses `token_bytes`)."""
         ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
         return cls.from_pieces([tokenizer.token_bytes(i) for i in ids], ids=ids, scores=scores, **options)
 
     @classmethod
     def from_text(cls, tokenizer: Any, text: str, *, scores: Sequence[float | None] | None = None,
-                  **options: Any) -> "TokenStrip":
+                  **options: Any) -> TokenStrip:
         """`text` tokenized by `tokenizer` (uses `encode_with_offsets`; bytes are the text's own bytes)."""
         if not isinstance(text, str):
             raise ValueError(f"text: must be a str, got {type(text).__name__}")

@@ -2,12 +2,14 @@
 left to right (e.g. a speculative-decoding token tree with its accepted path). Clicking a node selects it."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import itertools
+from collections.abc import Sequence
+from typing import Any
 
 import traitlets
 
 from workbench.views.base import InvalidState, WidgetView
-from workbench.views.html import ColorScale, escape, finite_or_none, format_number, text_color, widget_source
+from workbench.views.html import ColorScale, escape, format_number, text_color, widget_source
 from workbench.views.token_strip import _check_scores
 
 DX, DY, PAD, CHAR_W, BOX_H = 28, 26, 6, 7, 18
@@ -108,7 +110,7 @@ class TreeView(WidgetView):
         for i in path:
             if not 0 <= i < len(self.labels):
                 raise InvalidState(f"highlight: node {i} is not in [0, {len(self.labels)})")
-        for a, b in zip(path, path[1:]):
+        for a, b in itertools.pairwise(path):
             if self.parents[b] != a:
                 raise InvalidState(f"highlight: must be a path, but node {b}'s parent is {self.parents[b]}, not {a}")
         return path

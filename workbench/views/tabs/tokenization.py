@@ -4,7 +4,8 @@ table comparing token counts across tokenizers."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from workbench.views.explorer import Control, ExplorerTab, Progress, register_tab
 from workbench.views.table import Table
