@@ -18,7 +18,7 @@ from workbench.speculative.rng import RandomSource
 class ToyModel:
     """Seeded random next-token logits per context; `base` + `noise` makes a correlated draft model."""
 
-    def __init__(self, vocab: int, seed: int, scale: float = 1.5, base: "ToyModel | None" = None,
+    def __init__(self, vocab: int, seed: int, scale: float = 1.5, base: ToyModel | None = None,
                  noise: float = 1.0, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None):
         self.vocab, self.seed, self.scale, self.base, self.noise = vocab, seed, scale, base, noise

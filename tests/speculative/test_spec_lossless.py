@@ -12,12 +12,21 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 import torch
-from spec_toy import (ToyModel, completed_joint, draft_iid_sequences, draft_topk_tree, draft_without_replacement,
-                      target_joint, target_rows)
+from spec_toy import (
+    ToyModel,
+    completed_joint,
+    draft_iid_sequences,
+    draft_topk_tree,
+    draft_without_replacement,
+    target_joint,
+    target_rows,
+)
 
 from workbench.speculative import TorchRandom, enumerate_outcomes, get_verifier
 from workbench.speculative.verifiers.rsd import RecursiveRejectionVerifier
-from workbench.speculative.verifiers.speculative_sampling import SpeculativeSamplingVerifier
+from workbench.speculative.verifiers.speculative_sampling import (
+    SpeculativeSamplingVerifier,
+)
 
 TOL = 1e-9
 SETTINGS = {"plain": {}, "t0.7-topk5": {"temperature": 0.7, "top_k": 5}, "t1.3-topp0.8": {"temperature": 1.3, "top_p": 0.8}}

@@ -15,7 +15,7 @@ def program(rng):
 
 
 def test_enumeration_gives_hand_computed_probabilities():
-    outcomes = dict((value, prob) for prob, value in enumerate_outcomes(program))
+    outcomes = {value: prob for prob, value in enumerate_outcomes(program)}
     expected = {("heads", 0): 0.3 * 0.25, ("heads", 2): 0.3 * 0.75, ("tails", True, True): 0.7 * 0.25,
                 ("tails", True, False): 0.7 * 0.25, ("tails", False, True): 0.7 * 0.25,
                 ("tails", False, False): 0.7 * 0.25}

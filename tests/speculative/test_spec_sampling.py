@@ -1,8 +1,17 @@
 import pytest
 import torch
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from workbench.speculative import SamplingConfig, check_sampling, probs_from_logits, sample_token
+from workbench.speculative import (
+    SamplingConfig,
+    check_sampling,
+    probs_from_logits,
+    sample_token,
+)
 
 
 def hf_probs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:

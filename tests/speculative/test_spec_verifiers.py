@@ -3,7 +3,12 @@ import pytest
 import torch
 from spec_toy import ToyModel, draft_topk_tree, target_rows
 
-from workbench.speculative import VERIFIERS, DraftTree, Verifier, enumerate_outcomes, get_verifier
+from workbench.speculative import (
+    VERIFIERS,
+    DraftTree,
+    Verifier,
+    get_verifier,
+)
 from workbench.speculative.verifiers.spectr import smallest_valid_rho
 
 SAMPLING = ["speculative_sampling", "rsd", "spectr", "deterministic_tree"]

@@ -1,8 +1,30 @@
-"""Speculative decoding: draft trees, sampling settings shared by draft and target, lossless verifiers."""
+"""Speculative decoding: draft trees, sampling settings shared by draft and target, lossless verifiers,
+drafters and the decode loop."""
+from .decode import speculative_generate
+from .drafters import DRAFTERS, Drafter, get_drafter
+from .metrics import SpeculativeGeneration, StepRecord
 from .rng import RandomSource, TorchRandom, enumerate_outcomes
 from .sampling import SamplingConfig, check_sampling, probs_from_logits, sample_token
 from .tree import DraftTree
 from .verifiers import VERIFIERS, Verifier, VerifyResult, get_verifier
 
-__all__ = ["DraftTree", "SamplingConfig", "check_sampling", "probs_from_logits", "sample_token", "RandomSource",
-           "TorchRandom", "enumerate_outcomes", "Verifier", "VerifyResult", "VERIFIERS", "get_verifier"]
+__all__ = [
+           "DRAFTERS",
+           "VERIFIERS",
+           "DraftTree",
+           "Drafter",
+           "RandomSource",
+           "SamplingConfig",
+           "SpeculativeGeneration",
+           "StepRecord",
+           "TorchRandom",
+           "Verifier",
+           "VerifyResult",
+           "check_sampling",
+           "enumerate_outcomes",
+           "get_drafter",
+           "get_verifier",
+           "probs_from_logits",
+           "sample_token",
+           "speculative_generate",
+]

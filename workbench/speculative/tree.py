@@ -20,20 +20,22 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import SpeculativeTypeError
+
 
 def _as_index_list(values: Sequence[int] | torch.Tensor, name: str) -> list[int]:
     if isinstance(values, torch.Tensor):
         if values.ndim != 1:
             raise ValueError(f"{name} must be one-dimensional, got shape {tuple(values.shape)}")
         if values.numel() and (values.is_floating_point() or values.is_complex() or values.dtype == torch.bool):
-            raise ValueError(f"{name} must hold integers, got dtype {values.dtype}")
+            raise SpeculativeTypeError(f"{name} must hold integers, got dtype {values.dtype}")
         return [int(v) for v in values.tolist()]
     if isinstance(values, (str, bytes)):
-        raise ValueError(f"{name} must be a sequence of ints, got {values!r}")
+        raise SpeculativeTypeError(f"{name} must be a sequence of ints, got {values!r}")
     try:
         values = list(values)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence of ints, got {values!r}") from None
+        raise SpeculativeTypeError(f"{name} must be a sequence of ints, got {values!r}") from None
     out = []
     for i, v in enumerate(values):
         try:
@@ -41,7 +43,7 @@ def _as_index_list(values: Sequence[int] | torch.Tensor, name: str) -> list[int]
                 raise TypeError
             out.append(operator.index(v))
         except TypeError:
-            raise ValueError(f"{name}[{i}] must be an int, got {v!r}") from None
+            raise SpeculativeTypeError(f"{name}[{i}] must be an int, got {v!r}") from None
     return out
 
 
@@ -225,8 +227,8 @@ class DraftTree:
                 "has_draft_probs": self.draft_probs is not None}
 
     def __repr__(self) -> str:
-        lines = [f"DraftTree(n={len(self)}, depth={self.max_depth}"
-                 f"{', with draft_probs' if self.draft_probs is not None else ''})"]
+        extra = ", with draft_probs" if self.draft_probs is not None else ""
+        lines = [f"DraftTree(n={len(self)}, depth={self.max_depth}{extra})"]
 
         def walk(node: int, indent: str) -> None:
             for child in self._children[node]:

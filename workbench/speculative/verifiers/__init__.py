@@ -1,11 +1,21 @@
 """Verifiers, one rule per file, registered by name (see base.py for the interface)."""
 from .base import Verifier, VerifyResult
-from .registry import VERIFIERS, get_verifier, register_verifier
+from .deterministic_tree import DeterministicTreeVerifier
 from .greedy import GreedyVerifier
-from .speculative_sampling import SpeculativeSamplingVerifier
+from .registry import VERIFIERS, get_verifier, register_verifier
 from .rsd import RecursiveRejectionVerifier
 from .spectr import SpecTrVerifier
-from .deterministic_tree import DeterministicTreeVerifier
+from .speculative_sampling import SpeculativeSamplingVerifier
 
-__all__ = ["Verifier", "VerifyResult", "VERIFIERS", "get_verifier", "register_verifier", "GreedyVerifier",
-           "SpeculativeSamplingVerifier", "RecursiveRejectionVerifier", "SpecTrVerifier", "DeterministicTreeVerifier"]
+__all__ = [
+           "VERIFIERS",
+           "DeterministicTreeVerifier",
+           "GreedyVerifier",
+           "RecursiveRejectionVerifier",
+           "SpecTrVerifier",
+           "SpeculativeSamplingVerifier",
+           "Verifier",
+           "VerifyResult",
+           "get_verifier",
+           "register_verifier",
+]

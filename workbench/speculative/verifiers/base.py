@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import torch
 
+from ..errors import SpeculativeTypeError
 from ..rng import RandomSource, as_random_source, enumerate_outcomes
 from ..tree import DraftTree
 
@@ -92,7 +93,7 @@ class Verifier:
                      draft_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate everything before any work; return (target, draft) as normalised float64 tensors."""
         if not isinstance(tree, DraftTree):
-            raise ValueError(f"tree must be a DraftTree, got {type(tree).__name__}")
+            raise SpeculativeTypeError(f"tree must be a DraftTree, got {type(tree).__name__}")
         n = len(tree)
         target = _check_probs(target_probs, "target_probs", n + 1, "n + 1")
         vocab = target.shape[1]

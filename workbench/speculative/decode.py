@@ -1,0 +1,189 @@
+"""The speculative decode loop: draft a tree, verify it with ONE target forward pass, keep what was accepted.
+
+Invariant: the KV cache holds every token of the sequence except the last one (the root). A step
+1. asks the drafter for a tree of at most `budget` nodes continuing the sequence;
+2. feeds [root, nodes...] over the cached prefix with position ids root_position + depth and the tree mask
+   (each node sees the prefix, the root, its ancestors and itself), giving target logits at the root and after
+   every node: target_probs [n + 1, V] after the same temperature/top-k/top-p processing the drafts used;
+3. lets the verifier pick the accepted path and the bonus token;
+4. rolls the cache back to prefix + root + the accepted path (crop when the path is the first nodes in order,
+   otherwise gather those slots: their keys already carry the right rotary positions); the bonus token becomes
+   the new root.
+Tokens are emitted one at a time with the same checks, in the same order, as `LM.generate` (EOS, stop strings,
+max_new_tokens, context), so an EOS inside an accepted draft ends the generation right there, and greedy
+speculative decoding returns exactly the tokens of greedy autoregressive decoding.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from .drafters import Drafter, check_budget, get_drafter
+from .metrics import SpeculativeGeneration, StepRecord
+from .sampling import SamplingConfig, probs_from_logits
+from .tree import DraftTree
+from .verifiers import Verifier, get_verifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.models import LM
+
+
+def _prompt_ids(lm: LM, prompt: str | Sequence[int] | torch.Tensor) -> list[int]:
+    if isinstance(prompt, str):
+        ids = list(lm.tokenizer.encode(prompt, add_special_tokens=True))
+    elif isinstance(prompt, torch.Tensor):
+        ids = [int(i) for i in prompt.reshape(-1).tolist()]
+    else:
+        try:
+            ids = [int(i) for i in prompt]
+        except (TypeError, ValueError):
+            raise ValueError(f"prompt must be a string or a list of token ids, got {type(prompt).__name__}") from None
+    if not ids:
+        raise ValueError("prompt is empty: give at least one token (or a tokenizer that adds a BOS)")
+    if len(ids) >= lm.max_context:
+        raise ValueError(f"prompt too long: {len(ids)} tokens, but the model's context is {lm.max_context} tokens "
+                         "(max_position_embeddings) and at least one must be left to generate")
+    return ids
+
+
+def _resolve(drafter: str | Drafter, verifier: str | Verifier | None, sampling: SamplingConfig) -> tuple[Drafter, Verifier]:
+    drafter = get_drafter(drafter)
+    if verifier is None:
+        if sampling.greedy:
+            verifier = "greedy"
+        elif drafter.deterministic:
+            verifier = "deterministic_tree"
+        else:
+            raise ValueError(f"verifier is required for the sampling drafter {drafter.name!r}: one of "
+                             "'speculative_sampling' (chains), 'rsd' (siblings without replacement), 'spectr' (i.i.d.)")
+    verifier = get_verifier(verifier)
+    if verifier.name == "greedy" and not sampling.greedy:
+        raise ValueError(f"verifier 'greedy' reproduces greedy decoding and needs temperature 0, got "
+                         f"temperature={sampling.temperature}; use 'deterministic_tree' or a sampling verifier")
+    if verifier.needs_draft_probs and drafter.deterministic:
+        raise ValueError(f"verifier {verifier.name!r} needs draft distributions, but drafter {drafter.name!r} "
+                         "proposes deterministic drafts; use 'greedy' (temperature 0) or 'deterministic_tree'")
+    return drafter, verifier
+
+
+def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Drafter = "prompt_lookup",
+                         verifier: str | Verifier | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
+                         top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                         stop: str | Sequence[str] | None = None, budget: int = 16,
+                         progress: bool = False) -> SpeculativeGeneration:
+    """Generate up to `max_new_tokens` tokens with speculative decoding (see the module docstring).
+
+    drafter / verifier: registered names or instances; verifier None picks 'greedy' at temperature 0 and
+    'deterministic_tree' for deterministic drafters otherwise. budget: the most draft nodes per step (>= 1).
+    """
+    from workbench.models.generation import eos_ids
+
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    sampling = SamplingConfig(temperature, top_k, top_p)
+    check_budget(budget)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be None or an int, got {seed!r}")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
+    prompt_ids = _prompt_ids(lm, prompt)
+    drafter, verifier = _resolve(drafter, verifier, sampling)
+
+    generator = None
+    if not sampling.greedy:
+        generator = torch.Generator(device=lm.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+    ends = eos_ids(lm)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_new_tokens, desc=f"speculative ({drafter.name})", unit="tok")
+
+    start_counters = lm.counters.snapshot()
+    start = time.perf_counter()
+    drafter.begin(lm, prompt_ids, sampling, generator)
+    cache = lm.new_cache()
+    if len(prompt_ids) > 1:
+        lm.forward(prompt_ids[:-1], cache=cache)
+    prefill_seconds = time.perf_counter() - start
+    context = list(prompt_ids)
+    new_ids: list[int] = []
+    steps: list[StepRecord] = []
+    draft_seconds = 0.0
+    reason, text_end = "length", None
+    done = False
+    while not done:
+        prefix = cache.length  # == len(context) - 1: the root sits at this position
+        if prefix >= lm.max_context:
+            reason = "context"
+            break
+        step_budget = min(budget, max_new_tokens - len(new_ids) - 1, lm.max_context - 1 - prefix)
+        tick = time.perf_counter()
+        tree = drafter.propose(context, step_budget) if step_budget > 0 else DraftTree.empty()
+        draft_seconds += time.perf_counter() - tick
+        if not isinstance(tree, DraftTree) or len(tree) > max(step_budget, 0):
+            raise RuntimeError(f"drafter {drafter.name!r} returned {type(tree).__name__} with "
+                               f"{len(tree) if isinstance(tree, DraftTree) else '?'} nodes for a budget of {step_budget}")
+
+        ids = [context[-1]] + tree.tokens.tolist()
+        if len(tree):
+            out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
+                             attention_mask=tree.prefix_mask(prefix))
+        else:
+            out = lm.forward(ids, cache=cache)
+        logits = out.logits[0]
+        result = verifier.verify(tree, probs_from_logits(logits, *_settings(sampling)), tree.draft_probs, generator)
+
+        kept = result.accepted_nodes
+        if kept == list(range(len(kept))):
+            cache.crop(prefix + 1 + len(kept))
+        else:
+            slots = list(range(prefix + 1)) + [prefix + 1 + i for i in kept]
+            cache.gather(torch.tensor(slots, dtype=torch.long))
+        drafter.update(tree, result, logits)
+        steps.append(StepRecord(len(tree), tree.max_depth, result.num_accepted, list(result.tokens)))
+
+        for token in result.tokens:
+            new_ids.append(token)
+            context.append(token)
+            if bar is not None:
+                bar.update(1)
+            if token in ends:
+                reason, done = "eos", True
+                break
+            if stops:
+                text = lm.tokenizer.decode(new_ids)
+                hits = [text.find(s) for s in stops if s in text]
+                if hits:
+                    text_end, reason, done = min(hits), "stop", True
+                    break
+            if len(new_ids) >= max_new_tokens:
+                reason, done = "length", True
+                break
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+
+    text = lm.tokenizer.decode(new_ids[:-1] if reason == "eos" else new_ids)
+    if text_end is not None:
+        text = text[:text_end]
+    cost = lm.counters.snapshot() - start_counters
+    return SpeculativeGeneration(
+        prompt_ids=prompt_ids, new_ids=new_ids, text=text, stop_reason=reason, seconds=seconds,
+        prefill_seconds=prefill_seconds, draft_seconds=draft_seconds, forward_calls=cost.forward_calls,
+        tokens_processed=cost.tokens_processed, steps=steps, drafter=drafter.name, verifier=verifier.name,
+        settings={"max_new_tokens": max_new_tokens, **sampling.to_dict(), "seed": seed, "stop": stops,
+                  "budget": budget},
+    )
+
+
+def _settings(sampling: SamplingConfig) -> tuple[float, int | None, float | None]:
+    return sampling.temperature, sampling.top_k, sampling.top_p

@@ -1,0 +1,75 @@
+"""Prompt lookup: copy what followed an earlier occurrence of the context's last n-gram (Saxena, "Prompt Lookup
+Decoding", 2023; the model-free drafter behind transformers' `prompt_lookup_num_tokens`).
+
+Take the last n tokens of the context, n from max_ngram down to min_ngram; at the first n with a match at an
+earlier position, propose the tokens that followed it (up to num_tokens). With branches > 1 the continuations of
+up to that many distinct matches (most recent first) are merged into a trie, so one step can try several.
+Deterministic: verify with 'greedy' or 'deterministic_tree'.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..tree import DraftTree
+from .base import Drafter, check_budget
+from .registry import register_drafter
+
+
+@register_drafter
+@dataclass
+class PromptLookupDrafter(Drafter):
+    name = "prompt_lookup"
+    deterministic = True
+
+    max_ngram: int = 3
+    min_ngram: int = 1
+    num_tokens: int = 10
+    branches: int = 1
+
+    def __post_init__(self) -> None:
+        for field_name in ("max_ngram", "min_ngram", "num_tokens", "branches"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field_name} must be an int >= 1, got {value!r}")
+        if self.min_ngram > self.max_ngram:
+            raise ValueError(f"min_ngram ({self.min_ngram}) must be <= max_ngram ({self.max_ngram})")
+
+    def continuations(self, context: Sequence[int]) -> list[list[int]]:
+        """Up to `branches` distinct continuations of the longest matching n-gram, most recent match first."""
+        context = list(context)
+        length = len(context)
+        for n in range(min(self.max_ngram, length - 1), self.min_ngram - 1, -1):
+            tail = context[length - n:]
+            found: list[list[int]] = []
+            for start in range(length - n - 1, -1, -1):  # the match must end before the context does
+                if context[start:start + n] == tail:
+                    follow = context[start + n:start + n + self.num_tokens]
+                    if follow and follow not in found:
+                        found.append(follow)
+                        if len(found) == self.branches:
+                            break
+            if found:
+                return found
+        return []
+
+    def propose(self, context_ids: Sequence[int], budget: int) -> DraftTree:
+        check_budget(budget)
+        paths: list[list[int]] = []
+        nodes = 0
+        for path in self.continuations(context_ids):
+            shared = max((_common_prefix(path, p) for p in paths), default=0)
+            room = budget - nodes
+            if room <= 0:
+                break
+            path = path[: shared + room]
+            nodes += len(path) - shared
+            paths.append(path)
+        return DraftTree.from_paths(paths) if paths else DraftTree.empty()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
