@@ -11,6 +11,8 @@ from workbench.views.table import Table
 from workbench.views.token_strip import Token, TokenStrip
 from workbench.views.tree import TreeView
 
-__all__ = ["Control", "Explorer", "ExplorerTab", "Heatmap", "InvalidState", "Plot", "Progress", "Showable", "Table", "Token",
-           "TokenStrip", "TreeView", "View", "WidgetView", "bar_plot", "line_plot", "register_tab",
-           "registered_tabs"]
+__all__ = [
+    "Control", "Explorer", "ExplorerTab", "Heatmap", "InvalidState", "Plot", "Progress", "Showable", "Table",
+    "Token", "TokenStrip", "TreeView", "View", "WidgetView", "bar_plot", "line_plot", "register_tab",
+    "registered_tabs",
+]

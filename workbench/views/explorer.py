@@ -204,7 +204,7 @@ class _TabState:
 
 class Explorer(View, ipywidgets.VBox):
     """`Explorer(lm, text)`: a tab per family on one LM and one text. `options` maps a tab name to keyword
-    arguments for its tab class (e.g. `{"tokenization": {"tokenizers": ["cl100k_base"]}}`)."""
+    arguments for its tab class (e.g. `{"tokenization": {"tokenizers": ["cl100k", "gpt2"]}}`)."""
 
     kind = "explorer"
 

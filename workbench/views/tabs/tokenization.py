@@ -112,7 +112,8 @@ class TokenizationTab(ExplorerTab):
             count, size = len(self.tokenizer(lm, name).encode(full)), len(full.encode("utf-8"))
             rows.append({"tokenizer": name, "tokens": count, "bytes": size,
                          "bytes/token": size / count if count else None})
-        views: list[Any] = [strip, Table(rows, title="token counts on the text" + (" + continuation" if new_ids else ""))]
+        counts_title = "token counts on the text" + (" + continuation" if new_ids else "")
+        views: list[Any] = [strip, Table(rows, title=counts_title)]
         if generation is not None:
             views.append(Table([{
                 "new tokens": len(new_ids), "seconds": getattr(generation, "seconds", None),
