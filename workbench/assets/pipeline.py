@@ -71,6 +71,9 @@ def _build(asset: Asset) -> None:
         info = build(asset, blobs, out)
         steps.update(1)
         steps.set_postfix_str("hash + install")
+        for file in out.rglob("*"):  # some writers create 0600 files; the cache is for every user of the machine
+            if file.is_file():
+                file.chmod(0o644)
         record = _record(asset, info, hashes, out, download_bytes, time.perf_counter() - start)
         cache.write_marker(out, record)
         cache.install(out, name)
