@@ -8,6 +8,8 @@ from itertools import pairwise
 
 import pytest
 import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.tokenization import InputTypeError
 from workbench.tokenization.bpe_train import train_bpe, train_bpe_from_bytes
@@ -178,3 +180,31 @@ def test_result_to_dict():
     assert d["total_words"] == sum(len(regex.findall(CL100K_PATTERN, t)) for t in TINY)
     assert d["pair_counts"]["steps"] == 44
     assert "BPETrainResult(vocab_size=300" in repr(result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(texts=st.lists(st.text(alphabet="ab cé\n1'", max_size=30), min_size=1, max_size=4),
+       extra=st.integers(1, 25))
+def test_incremental_equals_brute_force_on_random_corpora(texts, extra):
+    if not "".join(texts):
+        return
+    result = train_bpe(texts, 256 + extra, min_frequency=1, progress=False)
+    merges, counts, _ = naive_bpe(texts, 256 + extra, CL100K_PATTERN, min_frequency=1)
+    assert byte_merges(result) == merges
+    assert result.merge_counts == counts
+
+
+def test_a_merge_touches_only_the_words_containing_the_pair(monkeypatch):
+    import random
+
+    from workbench.tokenization import bpe_train
+
+    rng = random.Random(0)
+    words = {bytes(rng.choice(b"abcdefghij") for _ in range(8)): 1 for _ in range(2000)}
+    words[b"zqzq"] = 1000  # (z, q) occurs 2000 times: the first merge; only this word contains it
+    calls = []
+    real = bpe_train._merge_word
+    monkeypatch.setattr(bpe_train, "_merge_word", lambda toks, a, b, c: calls.append(1) or real(toks, a, b, c))
+    merges, _, _, _ = bpe_train.train_from_word_counts(words, 257, progress=False)
+    assert merges == [(ord("z"), ord("q"))]
+    assert len(calls) == 1  # not one per word of the corpus
