@@ -1,5 +1,9 @@
-"""Tokenization: one protocol over HF tokenizers, tiktoken, SentencePiece and raw bytes (see protocol.py)."""
+"""Tokenization: one protocol over HF tokenizers, tiktoken, SentencePiece and raw bytes (see protocol.py),
+the project's own byte-level BPE trainer and encoder, StochasTok, and tokenizer metrics (`metrics`)."""
 
+from workbench.tokenization import metrics
+from workbench.tokenization.bpe import BPETokenizer
+from workbench.tokenization.bpe_train import train_bpe, train_bpe_from_bytes
 from workbench.tokenization.bytes import ByteTokenizer
 from workbench.tokenization.hf import HFTokenizer
 from workbench.tokenization.load import load_tokenizer
@@ -11,9 +15,15 @@ from workbench.tokenization.protocol import (
     assign_offsets,
 )
 from workbench.tokenization.sentencepiece_adapter import SentencePieceTokenizer
+from workbench.tokenization.stochastok import StochasTok
 from workbench.tokenization.tiktoken_adapter import TiktokenTokenizer
 
 __all__ = [
+    "BPETokenizer",
+    "StochasTok",
+    "metrics",
+    "train_bpe",
+    "train_bpe_from_bytes",
     "ByteTokenizer",
     "HFTokenizer",
     "InputTypeError",
