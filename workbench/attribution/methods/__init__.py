@@ -1,0 +1,15 @@
+"""Attribution methods, one file each, registered by name (`get_method`, `METHODS`)."""
+from workbench.attribution.methods import (  # noqa: F401  (each module registers its method)
+    attention,
+    input_x_gradient,
+    integrated_gradients,
+    kernel_shap,
+    occlusion,
+    rollout,
+    saliency,
+    shapley,
+)
+from workbench.attribution.methods.base import Attributor, MethodOutput
+from workbench.attribution.methods.registry import METHODS, get_method, register_method
+
+__all__ = ["METHODS", "Attributor", "MethodOutput", "get_method", "register_method"]

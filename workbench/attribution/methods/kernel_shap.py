@@ -1,0 +1,136 @@
+"""KernelSHAP (Lundberg & Lee 2017, "A Unified Approach to Interpreting Model Predictions").
+
+Shapley values are the solution of a weighted least-squares problem over coalitions z in {0, 1}^F,
+    min_phi  sum_z pi(z) (v(z) - v(0) - z . phi)^2   subject to   sum_i phi_i = v(1) - v(0),
+with the Shapley kernel pi(z) = (F - 1) / (C(F, |z|) |z| (F - |z|)) over 0 < |z| < F. As in the paper's
+sampling variant, coalitions are drawn from the normalized kernel (a size s with probability proportional to
+(F - 1) / (s (F - s)), then a uniform subset of that size) and the regression is solved with equal weights;
+with `paired` sampling every drawn coalition is followed by its complement (Covert & Lee 2021, "Improving
+KernelSHAP"). The constraint is imposed by eliminating the last player; the least-squares solve is
+numpy's lstsq (minimum-norm if the sampled design is rank-deficient, flagged in `extras["rank"]`).
+
+Standard error: bootstrap over the sampled draws (pairs when paired), `bootstrap` re-solves on resampled
+draws (resamples whose design loses rank are drawn again); no extra model evaluations. The regression has F - 1 unknowns after elimination, so at least F + 1
+coalitions (`samples >= features + 1`) are required. Memoized coalitions are evaluated once.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
+from workbench.attribution.methods.registry import register_method
+from workbench.attribution.perturb import (
+    PerturbationValue,
+    check_baseline,
+    check_baseline_for,
+)
+from workbench.attribution.problem import Problem
+from workbench.tokenization.protocol import InputTypeError
+
+ValueFn = Callable[[np.ndarray], np.ndarray]
+
+
+def kernel_size_distribution(f: int) -> np.ndarray:
+    """Probability of each coalition size s = 1..F-1 under the normalized Shapley kernel."""
+    s = np.arange(1, f)
+    weights = (f - 1) / (s * (f - s))
+    return weights / weights.sum()
+
+
+def sample_coalitions(f: int, draws: int, rng: np.random.Generator, paired: bool) -> np.ndarray:
+    """[draws * (2 if paired else 1), F] keep-masks drawn from the Shapley kernel (complements interleaved)."""
+    sizes = rng.choice(np.arange(1, f), size=draws, p=kernel_size_distribution(f))
+    masks = np.zeros((draws, f), dtype=bool)
+    for k, s in enumerate(sizes):
+        masks[k, rng.choice(f, size=s, replace=False)] = True
+    if paired:
+        masks = np.stack([masks, ~masks], axis=1).reshape(-1, f)
+    return masks
+
+
+def solve(z: np.ndarray, y: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, int]:
+    """Least squares y ~ z @ phi with sum(phi) = total, by eliminating the last player -> (phi [R, F], rank)."""
+    zf = z.astype(float)
+    design = zf[:, :-1] - zf[:, -1:]
+    rhs = y - zf[:, -1:] * total[None, :]
+    head, _, rank, _ = np.linalg.lstsq(design, rhs, rcond=None)  # [F - 1, R]
+    phi = np.concatenate([head, (total - head.sum(0))[None, :]], axis=0)
+    return phi.T, int(rank)
+
+
+def kernel_shap(value: ValueFn, n_features: int, samples: int, rng: np.random.Generator, paired: bool = True,
+                bootstrap: int = 100) -> tuple[np.ndarray, np.ndarray, int]:
+    """KernelSHAP estimates of `value` (keep-masks [M, F] -> [M, R]) -> (estimates [R, F], std errors [R, F],
+    rank of the regression design)."""
+    f = n_features
+    ends = value(np.stack([np.zeros(f, dtype=bool), np.ones(f, dtype=bool)]))
+    empty, full = ends[0], ends[1]
+    if f == 1:
+        return (full - empty)[:, None], np.zeros((len(full), 1)), 0
+    draws = -(-samples // 2) if paired else samples
+    z = sample_coalitions(f, draws, rng, paired)
+    y = value(z) - empty[None, :]
+    total = full - empty
+    estimate, rank = solve(z, y, total)
+    if rank < f - 1:
+        warnings.warn(f"KernelSHAP: the {len(z)} sampled coalitions span only rank {rank} < features - 1 = {f - 1}; "
+                      "the estimate is not identified (minimum-norm solution): increase samples", stacklevel=3)
+    group = 2 if paired else 1
+    reps = []
+    for _ in range(4 * bootstrap):  # resamples that lose rank cannot identify phi and are drawn again
+        pick = rng.integers(0, draws, size=draws)
+        rows = (pick[:, None] * group + np.arange(group)[None, :]).reshape(-1)
+        rep, rep_rank = solve(z[rows], y[rows], total)
+        if rep_rank == rank:
+            reps.append(rep)
+            if len(reps) == bootstrap:
+                break
+    stderr = np.std(np.stack(reps), axis=0, ddof=1) if len(reps) > 1 else np.full_like(estimate, np.nan)
+    return estimate, stderr, rank
+
+
+@register_method("kernel_shap")
+@dataclass
+class KernelShap(Attributor):
+    """KernelSHAP over units with `samples` sampled coalitions and a bootstrap standard error."""
+
+    level = "unit"
+
+    samples: int = 64
+    paired: bool = True
+    bootstrap: int = 100
+    baseline: str | int = "pad"
+    batch_size: int = 16
+    seed: int = 0
+    reuse_prefix: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self.samples, "samples", 1)
+        check_int(self.bootstrap, "bootstrap", 2)
+        for name in ("paired", "reuse_prefix"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        self.baseline = check_baseline(self.baseline)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.seed, "seed", 0)
+
+    def check(self, problem: Problem) -> None:
+        f = problem.n_units
+        if f > 1 and self.samples < f + 1:
+            raise ValueError(
+                f"kernel_shap: samples={self.samples} is too few for {f} features ({f} units at this granularity): "
+                f"KernelSHAP solves a least-squares problem and needs at least features + 1 = {f + 1} coalitions"
+            )
+        check_baseline_for(problem, self.baseline)
+
+    def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
+        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress)
+        rng = np.random.default_rng(self.seed)
+        estimate, stderr, rank = kernel_shap(value, problem.n_units, self.samples, rng, self.paired, self.bootstrap)
+        ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
+        extras = {"stderr": stderr, "empty_values": ends[1], "rank": rank, "coalitions": value.evaluations}
+        return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)
