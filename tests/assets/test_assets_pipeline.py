@@ -132,6 +132,9 @@ def test_killed_fetch_leaves_temp_only_and_next_fetch_cleans_it(fake_tok, wb_hom
     folder = assets.fetch("fake-tok")
     assert (folder / "tokenizer.json").read_bytes() == TOKENIZER_BYTES
     assert _leftovers(wb_home) == []
+    (wb_home / "assets" / ".fake-tok.partial-999999999-dead").mkdir()  # a leftover beside a ready folder
+    assert assets.fetch("fake-tok") == folder
+    assert _leftovers(wb_home) == []
 
 
 _COUNTED_FETCH = """

@@ -37,6 +37,7 @@ def fetch(name: str, force: bool = False) -> Path:
     asset = get(name)
     target = cache.ready_dir(name)
     if not force and cache.read_marker(target) is not None:
+        cache.clean_stale(name)
         return target
     with cache.fetch_lock(name):
         if not force and cache.read_marker(target) is not None:  # another process built it meanwhile
