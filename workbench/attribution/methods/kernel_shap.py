@@ -11,7 +11,8 @@ numpy's lstsq (minimum-norm if the sampled design is rank-deficient, flagged in 
 
 Standard error: bootstrap over the sampled draws (pairs when paired), `bootstrap` re-solves on resampled
 draws (resamples whose design loses rank are drawn again); no extra model evaluations. The regression has F - 1 unknowns after elimination, so at least F + 1
-coalitions (`samples >= features + 1`) are required. Memoized coalitions are evaluated once.
+coalitions are needed: the empty and full ones plus F - 1 sampled (`samples >= F - 1`); a coalition and its
+complement give the same regression row up to sign, so with `paired` sampling `samples >= 2 (F - 1)`. Memoized coalitions are evaluated once.
 """
 from __future__ import annotations
 
@@ -93,6 +94,19 @@ def kernel_shap(value: ValueFn, n_features: int, samples: int, rng: np.random.Ge
     return estimate, stderr, rank
 
 
+def minimum_samples(f: int, paired: bool) -> int:
+    """Fewest sampled coalitions that can identify F values: F - 1 independent rows after eliminating one
+    player; a coalition and its complement give the same row up to sign, so paired sampling needs F - 1 pairs."""
+    if f <= 1:
+        return 1
+    return 2 * (f - 1) if paired else f - 1
+
+
+def paired_note(f: int, paired: bool) -> str:
+    return (f"; with paired=True a coalition and its complement count once, so {f - 1} pairs = {2 * (f - 1)} samples"
+            if paired and f > 1 else "")
+
+
 @register_method("kernel_shap")
 @dataclass
 class KernelShap(Attributor):
@@ -120,10 +134,12 @@ class KernelShap(Attributor):
 
     def check(self, problem: Problem) -> None:
         f = problem.n_units
-        if f > 1 and self.samples < f + 1:
+        needed = minimum_samples(f, self.paired)
+        if self.samples < needed:
             raise ValueError(
                 f"kernel_shap: samples={self.samples} is too few for {f} features ({f} units at this granularity): "
-                f"KernelSHAP solves a least-squares problem and needs at least features + 1 = {f + 1} coalitions"
+                f"KernelSHAP solves a least-squares problem and needs at least features + 1 = {f + 1} coalitions "
+                f"(the empty and full ones plus {f - 1} sampled){paired_note(f, self.paired)}; use samples >= {needed}"
             )
         check_baseline_for(problem, self.baseline)
 
