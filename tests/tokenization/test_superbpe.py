@@ -208,7 +208,7 @@ def _tok():
 def test_round_trip(text):
     tok = _tok()
     assert tok.decode(tok.encode(text)) == text
-    ids, offsets = tok.encode_with_offsets(text)
+    ids, _ = tok.encode_with_offsets(text)
     assert ids == tok.encode(text)
 
 
@@ -234,3 +234,16 @@ def test_bad_input():
         train_superbpe(CORPUS, 300, 280.0, progress=False)
     with pytest.raises(ValueError, match="empty"):
         train_superbpe([], 300, 280, progress=False)
+
+
+def test_sweep_equals_separate_runs():
+    from workbench.tokenization.superbpe import train_superbpe_sweep
+
+    transitions = [256, 300, 350, 400]
+    sweep = train_superbpe_sweep(CORPUS, 400, transitions, special_tokens=(), progress=False)
+    for t, result in zip(transitions, sweep, strict=True):
+        alone = train_superbpe(CORPUS, 400, t, progress=False)
+        assert result.stage1_merges == alone.stage1_merges
+        assert result.stage2_merges == alone.stage2_merges
+    with pytest.raises(ValueError, match="transition=500"):
+        train_superbpe_sweep(CORPUS, 400, [300, 500], progress=False)

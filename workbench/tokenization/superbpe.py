@@ -43,7 +43,11 @@ import regex
 from tqdm.auto import tqdm
 
 from workbench.tokenization.bpe import BPETokenizer
-from workbench.tokenization.bpe_train import _check_params, _merge_word, train_from_word_counts
+from workbench.tokenization.bpe_train import (
+    _check_params,
+    _merge_word,
+    train_from_word_counts,
+)
 from workbench.tokenization.pretokenize import DEFAULT_PATTERN, Pretokenizer
 from workbench.tokenization.protocol import InputTypeError, TokenizerBase, check_text
 
@@ -381,12 +385,71 @@ def train_superbpe(
     pre = Pretokenizer(pattern, specials)
     start = time.perf_counter()
     chunks = count_chunks(texts, pre)
+    stage1, stage1_stopped = _stage1(chunks, transition, specials, min_frequency, progress)
+    return _stage2(chunks, stage1, stage1_stopped, vocab_size, transition, pattern, specials, bos, eos,
+                   max_words, min_frequency, progress, name, start)
+
+
+def train_superbpe_sweep(
+    texts: Iterable[str] | str,
+    vocab_size: int,
+    transitions: Sequence[int],
+    *,
+    pattern: str = DEFAULT_PATTERN,
+    special_tokens: Iterable[str] = (),
+    max_words: int = 4,
+    min_frequency: int = 2,
+    progress: bool = True,
+) -> list[SuperBPEResult]:
+    """`train_superbpe` for several transition sizes at once, sharing the corpus pass and stage 1: BPE is
+    deterministic and greedy, so stage 1 up to t is the prefix of plain BPE up to max(transitions) that
+    reaches t tokens. Each result equals `train_superbpe(texts, vocab_size, t, ...)` (tested)."""
+    specials = _check_params(vocab_size, special_tokens, min_frequency)
+    transitions = list(transitions)
+    if not transitions:
+        raise ValueError("transitions must name at least one transition vocabulary size")
+    for t in transitions:
+        _check_superbpe(vocab_size, t, max_words, specials)
+    pre = Pretokenizer(pattern, specials)
+    start = time.perf_counter()
+    chunks = count_chunks(texts, pre)
+    longest, longest_stopped = _stage1(chunks, max(transitions), specials, min_frequency, progress)
+    shared = time.perf_counter() - start
+    results = []
+    for t in transitions:
+        size, k = 256, 0
+        seen = {bytes([b]) for b in range(256)}
+        table = [bytes([b]) for b in range(256)]
+        while size < t - len(specials) and k < len(longest):
+            a, b = longest[k]
+            merged = table[a] + table[b]
+            if merged not in seen:
+                seen.add(merged)
+                table.append(merged)
+                size += 1
+            k += 1
+        stopped = "vocab_size" if size >= t - len(specials) else longest_stopped
+        results.append(_stage2(chunks, longest[:k], stopped, vocab_size, t, pattern, specials, None, None,
+                               max_words, min_frequency, progress, f"superbpe-t{t}",
+                               time.perf_counter() - shared))
+    return results
+
+
+def _stage1(chunks: Counter[tuple[str, ...]], transition: int, specials: list[str], min_frequency: int,
+            progress: bool) -> tuple[list[tuple[int, int]], str]:
     words: Counter[bytes] = Counter()
     for chunk, n in chunks.items():
         for piece in chunk:
             words[piece.encode("utf-8", "surrogateescape")] += n
-    stage1, _, stage1_stopped, _ = train_from_word_counts(
+    stage1, _, stopped, _ = train_from_word_counts(
         words, transition, special_tokens=specials, min_frequency=min_frequency, progress=progress)
+    return stage1, stopped
+
+
+def _stage2(chunks: Counter[tuple[str, ...]], stage1: list[tuple[int, int]], stage1_stopped: str,
+            vocab_size: int, transition: int, pattern: str, specials: list[str], bos: str | None,
+            eos: str | None, max_words: int, min_frequency: int, progress: bool, name: str,
+            start: float) -> SuperBPEResult:
     s1 = BPETokenizer(stage1, pattern=pattern)
     table = [s1.token_bytes(i) for i in range(s1.vocab_size)]
     seqs: list[list[int]] = []
