@@ -36,8 +36,8 @@ def expected(linear, baseline="zero"):
 
 @pytest.mark.parametrize("method,options", [
     ("input_x_gradient", {}),
-    ("integrated_gradients", {"steps": 3, "rule": "trapezoid"}),
-    ("integrated_gradients", {"steps": 2, "rule": "gauss_legendre"}),
+    ("integrated_gradients", {"steps": 3, "rule": "trapezoid", "baseline": "zero"}),
+    ("integrated_gradients", {"steps": 2, "rule": "gauss_legendre", "baseline": "zero"}),
     ("occlusion", {"baseline": "zero"}),
     ("shapley", {"baseline": "zero", "permutations": 6}),
     ("kernel_shap", {"baseline": "zero", "samples": 40}),
@@ -71,7 +71,7 @@ def test_saliency_is_the_gradient_norm(linear, norm, order):
 
 
 def test_values_and_completeness_reported(linear):
-    a = attribute(linear, PROMPT, TARGET, method="integrated_gradients", steps=4, progress=False)
+    a = attribute(linear, PROMPT, TARGET, method="integrated_gradients", steps=4, baseline="zero", progress=False)
     f = expected(linear).sum()
     assert a.target_values[0] == pytest.approx(f, rel=1e-12)  # the zero baseline has logit 0
     assert a.extras["baseline_values"][0] == pytest.approx(0.0, abs=1e-12)

@@ -8,6 +8,11 @@ integral uses a quadrature rule with `steps` points: "gauss_legendre" (default; 
 degree 2 * steps - 1 in a) or "trapezoid" (steps + 1 points including both ends). Points are run `batch_size`
 at a time, one forward and one backward per target row per batch.
 
+Baseline: the default is "pad". The zero embedding sits at the singular point of RMSNorm (every model here
+normalizes its input by sqrt(mean(x^2) + eps), whose gradient at x = 0 is of order 1 / sqrt(eps)), so the
+integrand is a near-step at a ~ sqrt(eps) and no fixed rule integrates it: on the tiny test llama the
+relative completeness gap stays above 0.5 with 128 Gauss-Legendre points for "zero", and is below 1e-5 for "pad".
+
 Completeness: the attributions of a row sum to score_r(e) - score_r(b) up to the quadrature error. The result
 reports, per row, `completeness_gap` = sum_i attribution[r, i] - (score_r(e) - score_r(b)), and
 `max_abs_gap` / `max_relative_gap` over rows (relative to |score_r(e) - score_r(b)|). Both ends are always
@@ -53,10 +58,10 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 @register_method("integrated_gradients")
 @dataclass
 class IntegratedGradients(Attributor):
-    """IG with `steps` quadrature points of `rule`, baseline "zero" | "pad" | token id, `batch_size` points/pass."""
+    """IG with `steps` quadrature points of `rule`, baseline "pad" | "zero" | token id, `batch_size` points/pass."""
 
     steps: int = 32
-    baseline: str | int = "zero"
+    baseline: str | int = "pad"
     rule: str = "gauss_legendre"
     batch_size: int = 16
 
