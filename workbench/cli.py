@@ -9,6 +9,7 @@ from typing import Sequence
 _REGISTRARS = [
     ("workbench.assets.cli", "register"),
     ("workbench.experiments.cli", "register"),
+    ("workbench.experiments.sweep_cli", "register"),
 ]
 
 
