@@ -5,37 +5,17 @@ matching architecture and a fast tokenizer from the GGUF metadata. A GGUF-loaded
 record that makes `save_pretrained` refuse; the weights are plain fp32 tensors by then, so the record is
 dropped before saving.
 
-transformers 5.x refuses GGUF files unless `accelerate` is installed, although on a CPU load without a device
-map it does not use it (checked with transformers 5.23: the guard is the only use). When accelerate is
-missing, the guard is lifted for the duration of that one call only.
+transformers 5.x refuses GGUF files unless `accelerate` is installed, so it is a dependency of workbench.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-
-
-@contextmanager
-def _gguf_without_accelerate() -> Iterator[None]:
-    from transformers import modeling_utils
-
-    if importlib.util.find_spec("accelerate") is not None:
-        yield
-        return
-    saved = modeling_utils.is_accelerate_available
-    modeling_utils.is_accelerate_available = lambda *args, **kwargs: True
-    try:
-        yield
-    finally:
-        modeling_utils.is_accelerate_available = saved
 
 
 def gguf_to_hf(gguf: Path, out: Path) -> dict[str, Any]:
@@ -54,8 +34,7 @@ def gguf_to_hf(gguf: Path, out: Path) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         steps.update(1)
         steps.set_postfix_str("dequantize weights")
-        with _gguf_without_accelerate():
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         steps.update(1)
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
