@@ -10,9 +10,12 @@ KernelSHAP"). The constraint is imposed by eliminating the last player; the leas
 numpy's lstsq (minimum-norm if the sampled design is rank-deficient, flagged in `extras["rank"]`).
 
 Standard error: bootstrap over the sampled draws (pairs when paired), `bootstrap` re-solves on resampled
-draws (resamples whose design loses rank are drawn again); no extra model evaluations. The regression has F - 1 unknowns after elimination, so at least F + 1
-coalitions are needed: the empty and full ones plus F - 1 sampled (`samples >= F - 1`); a coalition and its
-complement give the same regression row up to sign, so with `paired` sampling `samples >= 2 (F - 1)`. Memoized coalitions are evaluated once.
+draws (resamples whose design loses rank are drawn again); no extra model evaluations.
+
+Minimum samples: the regression has F - 1 unknowns after elimination, so at least F + 1 coalitions are needed,
+the empty and full ones plus F - 1 sampled (`samples >= F - 1`); a coalition and its complement give the same
+regression row up to sign, so with `paired` sampling `samples >= 2 (F - 1)`. Repeated coalitions are run once
+(the value function memoizes them).
 """
 from __future__ import annotations
 
