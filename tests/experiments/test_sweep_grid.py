@@ -5,7 +5,13 @@ import json
 import pytest
 
 from workbench.experiments.parameters import RawValue
-from workbench.experiments.sweep_grid import check_grid, expand, parse_grid_option, run_id, split_values
+from workbench.experiments.sweep_grid import (
+    check_grid,
+    expand,
+    parse_grid_option,
+    run_id,
+    split_values,
+)
 
 
 def test_split_values_keeps_commas_inside_brackets_and_quotes():

@@ -63,11 +63,11 @@ def test_killed_sweep_resumes_without_losing_or_repeating_runs(notebook_factory,
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     before = _records(out)
-    in_flight = [c for c in combos if _log_lines(logs, *c) and ids and c not in {ids[r] for r in before}]
+    in_flight = [c for c in combos if _log_lines(logs, *c) and c not in {ids[r] for r in before}]
     assert 2 <= len(before) < 6 and in_flight
     assert set(before) <= set(ids)
 
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f"6 runs ({6 - len(before)} run now, {len(before)} reused from earlier): 6 ok, 0 failed" in resumed.stdout
 
@@ -88,7 +88,7 @@ def test_killed_sweep_resumes_without_losing_or_repeating_runs(notebook_factory,
     assert sorted(zip(table["a"], table["b"], table["y"])) == sorted((a, b, 10 * a + len(b)) for a, b in combos)
     assert len(pd.read_csv(out / "results.csv")) == 6
     assert (out / "plot_y.png").read_bytes().startswith(b"\x89PNG")
-    assert not any((out / "partial").glob("*")) if (out / "partial").exists() else True
+    assert not (out / "partial").exists() or not any((out / "partial").iterdir())  # no scratch left behind
 
 
 def test_sweep_on_a_dask_local_cluster(notebook_factory, tmp_path):
