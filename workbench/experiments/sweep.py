@@ -148,8 +148,9 @@ def connect_dask(address: str, timeout: float = DASK_CONNECT_TIMEOUT):
 class _LocalWorker:
     """One `sweep_worker` process; runs are sent one at a time, it is restarted if it dies."""
 
-    def __init__(self, store: SweepStore, index: int):
+    def __init__(self, store: SweepStore, index: int, threads: int):
         self.store, self.index, self.proc = store, index, None
+        self.threads = threads
         self.log_path = store.root / "logs" / f"worker-{index}.log"
 
     def _start(self) -> None:
@@ -157,10 +158,15 @@ class _LocalWorker:
 
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115  (the child keeps its own copy)
+        # Workers share the cores: torch's OpenMP pool oversubscribed by N kernels at once runs many times
+        # slower than N single-threaded ones, so each worker (and the kernels it starts) gets cores / workers.
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        env.setdefault("MKL_NUM_THREADS", str(self.threads))
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "workbench.experiments.sweep_worker"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         encoding="utf-8", bufsize=1)
+                                         encoding="utf-8", bufsize=1, env=env)
         finally:
             log.close()
 
@@ -199,7 +205,7 @@ def _run_local(notebook: str, pending: list[Run], store: SweepStore, workers: in
     done: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
 
     def slot(index: int) -> None:
-        worker = _LocalWorker(store, index)
+        worker = _LocalWorker(store, index, threads=max(1, (os.cpu_count() or 1) // workers))
         try:
             while True:
                 try:
