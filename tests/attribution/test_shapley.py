@@ -79,7 +79,7 @@ def test_kernel_shap_converges():
         errors.append(np.abs(est - exact).max())
         assert np.all(np.abs(est - exact) <= 5 * se + 1e-12)
     assert errors[2] < errors[1] < errors[0]
-    assert errors[2] < 0.02
+    assert errors[2] < 0.03
     np.testing.assert_allclose(est.sum(1), exact.sum(1), atol=1e-12)  # efficiency holds exactly
 
 
@@ -106,6 +106,14 @@ def test_kernel_shap_standard_error_is_calibrated():
     assert np.all((ratio > 0.7) & (ratio < 1.4)), ratio
 
 
+def test_rank_deficient_sample_warns():
+    # 3 players, 2 sampled pairs: with seed 1 both pairs are the same split, so one regression row is missing
+    count = lambda m: m.sum(1, keepdims=True).astype(float)
+    with pytest.warns(UserWarning, match="span only rank 1 < features - 1 = 2"):
+        _, _, rank = kernel_shap(count, 3, 4, np.random.default_rng(1))
+    assert rank == 1
+
+
 def test_single_feature():
     one = lambda m: np.where(m[:, :1], 2.0, -1.0)
     est, se, _ = kernel_shap(one, 1, 5, np.random.default_rng(0))
@@ -126,7 +134,7 @@ def exact_tiny(llama):
 
 
 @pytest.mark.parametrize("method,small,large", [("shapley", {"permutations": 8}, {"permutations": 1000}),
-                                                ("kernel_shap", {"samples": 20}, {"samples": 4000})])
+                                                ("kernel_shap", {"samples": 24}, {"samples": 4000})])
 def test_samplers_converge_on_a_tiny_model(llama, exact_tiny, method, small, large):
     rough = attribute(llama, PROMPT, TARGET, method=method, batch_size=128, progress=False, **small)
     fine = attribute(llama, PROMPT, TARGET, method=method, batch_size=128, progress=False, **large)

@@ -48,20 +48,24 @@ def kernel_size_distribution(f: int) -> np.ndarray:
 def sample_coalitions(f: int, draws: int, rng: np.random.Generator, paired: bool) -> np.ndarray:
     """[draws * (2 if paired else 1), F] keep-masks drawn from the Shapley kernel (complements interleaved)."""
     sizes = rng.choice(np.arange(1, f), size=draws, p=kernel_size_distribution(f))
-    masks = np.zeros((draws, f), dtype=bool)
-    for k, s in enumerate(sizes):
-        masks[k, rng.choice(f, size=s, replace=False)] = True
+    keys = rng.random((draws, f))  # a uniform subset of size s: the s players with the smallest keys
+    masks = keys <= np.sort(keys, axis=1)[np.arange(draws), sizes - 1][:, None]
     if paired:
         masks = np.stack([masks, ~masks], axis=1).reshape(-1, f)
     return masks
 
 
-def solve(z: np.ndarray, y: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, int]:
-    """Least squares y ~ z @ phi with sum(phi) = total, by eliminating the last player -> (phi [R, F], rank)."""
+def solve(z: np.ndarray, y: np.ndarray, total: np.ndarray, weights: np.ndarray | None = None
+          ) -> tuple[np.ndarray, int]:
+    """Least squares y ~ z @ phi with sum(phi) = total, by eliminating the last player -> (phi [R, F], rank).
+
+    Solved through the (weighted) normal equations, which are only (F - 1) x (F - 1); `weights` are per-row
+    multiplicities (the bootstrap's resampling counts)."""
     zf = z.astype(float)
     design = zf[:, :-1] - zf[:, -1:]
     rhs = y - zf[:, -1:] * total[None, :]
-    head, _, rank, _ = np.linalg.lstsq(design, rhs, rcond=None)  # [F - 1, R]
+    weighted = design if weights is None else design * weights[:, None]
+    head, _, rank, _ = np.linalg.lstsq(weighted.T @ design, weighted.T @ rhs, rcond=None)  # [F - 1, R]
     phi = np.concatenate([head, (total - head.sum(0))[None, :]], axis=0)
     return phi.T, int(rank)
 
@@ -86,9 +90,8 @@ def kernel_shap(value: ValueFn, n_features: int, samples: int, rng: np.random.Ge
     group = 2 if paired else 1
     reps = []
     for _ in range(4 * bootstrap):  # resamples that lose rank cannot identify phi and are drawn again
-        pick = rng.integers(0, draws, size=draws)
-        rows = (pick[:, None] * group + np.arange(group)[None, :]).reshape(-1)
-        rep, rep_rank = solve(z[rows], y[rows], total)
+        counts = rng.multinomial(draws, np.full(draws, 1.0 / draws)).astype(float)
+        rep, rep_rank = solve(z, y, total, np.repeat(counts, group))
         if rep_rank == rank:
             reps.append(rep)
             if len(reps) == bootstrap:
