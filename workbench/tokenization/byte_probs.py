@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.tokenization.protocol import InputTypeError
+
 END = 256  # index of the outcome "the text ends here (EOS)"
 VALIDITY = ("canonical", "all")
 
@@ -85,9 +87,9 @@ class _Node:
 
 def _check_bytes(data: object, param: str) -> bytes:
     if isinstance(data, str):
-        raise ValueError(f"{param} must be bytes (encode text with .encode('utf-8') first), got str")
+        raise InputTypeError(f"{param} must be bytes (encode text with .encode('utf-8') first), got str")
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"{param} must be bytes, got {type(data).__name__}")
+        raise InputTypeError(f"{param} must be bytes, got {type(data).__name__}")
     return bytes(data)
 
 
