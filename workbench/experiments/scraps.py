@@ -19,8 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 SCRAP_MIMETYPE = "application/vnd.workbench.scrap+json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_PREVIEW_CHARS = 200
@@ -137,7 +135,7 @@ def scrap_figure(name: str, fig: Any, dpi: int = 100, close: bool = True) -> byt
     return png
 
 
-def _scrap_outputs(nb: nbformat.NotebookNode):
+def _scrap_outputs(nb: Any):
     """Yield (cell_index, payload, output) for every scrap output, in notebook order."""
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -148,7 +146,11 @@ def _scrap_outputs(nb: nbformat.NotebookNode):
                 yield index, payload, output
 
 
-def _load(notebook: str | Path | nbformat.NotebookNode) -> nbformat.NotebookNode:
+def _load(notebook: Any) -> Any:
+    # nbformat is imported here, not at the top: `scrap()` runs inside every notebook kernel and importing
+    # nbformat (jsonschema) costs seconds.
+    import nbformat
+
     if isinstance(notebook, nbformat.NotebookNode):
         return notebook
     path = Path(notebook)
@@ -157,7 +159,7 @@ def _load(notebook: str | Path | nbformat.NotebookNode) -> nbformat.NotebookNode
     return nbformat.read(path, as_version=4)
 
 
-def read_scraps(notebook_path: str | Path | nbformat.NotebookNode) -> dict[str, Any]:
+def read_scraps(notebook_path: str | Path | Any) -> dict[str, Any]:
     """Value scraps of an executed notebook as {name: value}; the last value recorded for a name wins."""
     scraps: dict[str, Any] = {}
     for _, payload, _ in _scrap_outputs(_load(notebook_path)):
@@ -167,7 +169,7 @@ def read_scraps(notebook_path: str | Path | nbformat.NotebookNode) -> dict[str, 
     return scraps
 
 
-def read_figure_scraps(notebook_path: str | Path | nbformat.NotebookNode) -> dict[str, bytes]:
+def read_figure_scraps(notebook_path: str | Path | Any) -> dict[str, bytes]:
     """Figure scraps of an executed notebook as {name: PNG bytes}; the last figure for a name wins."""
     figures: dict[str, bytes] = {}
     for _, payload, output in _scrap_outputs(_load(notebook_path)):
