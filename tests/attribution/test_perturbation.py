@@ -79,6 +79,7 @@ def test_kv_reuse_equals_full_recompute(arch, kind):
     np.testing.assert_allclose(reused.matrix, full.matrix, atol=3e-5)
     np.testing.assert_allclose(reused.target_values, full.target_values, atol=3e-5)
     assert reused.cost.tokens_processed < full.cost.tokens_processed
+    assert full.extras["kv_reused_tokens"] == 0 < reused.extras["kv_reused_tokens"]
 
 
 def _problem(lm, prompt, target, granularity="token"):
@@ -105,3 +106,15 @@ def test_value_function_rejects_wrong_mask_shape(llama):
     value = PerturbationValue(_problem(llama, "abc", "d"))
     with pytest.raises(ValueError, match=r"masks must have shape \[M, 3\]"):
         value(np.ones((2, 4), dtype=bool))
+
+
+def test_kv_reuse_accounting_by_hand(llama):
+    # 21 prompt tokens, 4 target tokens, leave-one-out: 22 inputs sorted by first removed position
+    # [none, 20, 19, ..., 0], batches of 5 start at 17, 12, 7, 2, 0 (the unperturbed input starts at 20 but
+    # shares the first batch). Fed tokens: the unperturbed prompt once (21), then per batch rows x (21 - start + 4)
+    a = attribute(llama, PROMPT, " Yes", method="occlusion", batch_size=5, progress=False)
+    assert a.cost.tokens_processed == 21 + 5 * 8 + 5 * 13 + 5 * 18 + 5 * 23 + 2 * 25 == 381
+    assert a.cost.forward_passes == 1 + 5
+    assert a.extras["kv_reused_tokens"] == 5 * 17 + 5 * 12 + 5 * 7 + 5 * 2 == 190
+    b = attribute(llama, PROMPT, " Yes", method="occlusion", batch_size=5, reuse_prefix=False, progress=False)
+    assert b.cost.tokens_processed == 22 * 25 and b.cost.forward_passes == 5

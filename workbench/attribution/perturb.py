@@ -17,6 +17,7 @@ Cost savings, all exact (no approximation):
   What is reused is exactly the keys and values of the unperturbed tokens before p in every layer; since
   attention is causal these equal what a full recompute gives. With several continuations (contrastive
   targets) the perturbed prompt is fed once and each continuation runs on its own clone of that cache.
+  `reused_tokens` counts the (input, position) pairs served from the shared cache instead of recomputed.
 """
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ class PerturbationValue:
         self.fill = baseline_embedding(problem, baseline)
         self.memo: dict[bytes, np.ndarray] = {}
         self.evaluations = 0
+        self.reused_tokens = 0  # positions served from the unperturbed prompt's KV cache instead of recomputed
         self._base_cache = None
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
@@ -131,6 +133,7 @@ class PerturbationValue:
         for rows in chunks:
             start = min(int(first[rows].min()), p.prompt_len - 1) if self.reuse_prefix else 0
             scores = self._run(token_keep[rows], start)
+            self.reused_tokens += start * len(rows)
             for r, score in zip(rows, scores):
                 self.memo[items[r][0]] = score
             self.evaluations += len(rows)

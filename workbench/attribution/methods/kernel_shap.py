@@ -154,5 +154,6 @@ class KernelShap(Attributor):
         rng = np.random.default_rng(self.seed)
         estimate, stderr, rank = kernel_shap(value, problem.n_units, self.samples, rng, self.paired, self.bootstrap)
         ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
-        extras = {"stderr": stderr, "empty_values": ends[1], "rank": rank, "coalitions": value.evaluations}
+        extras = {"stderr": stderr, "empty_values": ends[1], "rank": rank, "coalitions": value.evaluations,
+                  "kv_reused_tokens": value.reused_tokens}
         return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)

@@ -51,4 +51,5 @@ class Occlusion(Attributor):
         masks[np.arange(1, f + 1), np.arange(f)] = False
         scores = value(masks)  # [F + 1, R]
         matrix = (scores[0][None, :] - scores[1:]).T  # [R, F]
-        return MethodOutput(matrix, scores[0], evaluations=value.evaluations)
+        return MethodOutput(matrix, scores[0], {"kv_reused_tokens": value.reused_tokens},
+                            evaluations=value.evaluations)

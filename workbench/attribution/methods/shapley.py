@@ -94,5 +94,6 @@ class Shapley(Attributor):
         estimate, stderr = permutation_shapley(value, problem.n_units, self.permutations, rng, self.antithetic)
         full = value(np.ones((1, problem.n_units), dtype=bool))[0]
         empty = value(np.zeros((1, problem.n_units), dtype=bool))[0]
-        extras = {"stderr": stderr, "empty_values": empty, "coalitions": value.evaluations}
+        extras = {"stderr": stderr, "empty_values": empty, "coalitions": value.evaluations,
+                  "kv_reused_tokens": value.reused_tokens}
         return MethodOutput(estimate, full, extras, evaluations=value.evaluations)
