@@ -19,7 +19,7 @@ that decision beyond the selected K/V rows (e.g. all keys for the oracle, page b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -153,7 +153,7 @@ class Selector:
     def params(self) -> dict:
         """The policy's parameters, JSON-safe."""
         out = {}
-        for f in self.__dataclass_fields__.values():
+        for f in fields(self):  # real fields only: __dataclass_fields__ also lists the ClassVars
             v = getattr(self, f.name)
             out[f.name] = v.to_dict() if isinstance(v, Budget) else v
         return out

@@ -15,9 +15,6 @@ from workbench.sparse.metrics import SelectionReport
 from workbench.views.base import Showable
 from workbench.views.table import Table
 
-_NOT_PARAMS = ("name", "needs_budget", "needs_observe")
-
-
 def generation_view(gen: SparseGeneration) -> Table:
     """One row per decode step: context length, K/V rows read, bytes read (KV + metadata + indices), dense
     bytes and their ratio; the title names the policy, the overall bytes ratio and the generated text."""
@@ -27,7 +24,7 @@ def generation_view(gen: SparseGeneration) -> Table:
              "metadata bytes": s.metadata_bytes, "index bytes": s.index_bytes, "total bytes": s.total_bytes,
              "dense bytes": s.dense_kv_bytes,
              "of dense": s.total_bytes / s.dense_kv_bytes if s.dense_kv_bytes else None} for s in gen.steps]
-    params = ", ".join(f"{k}={v}" for k, v in gen.params.items() if k not in _NOT_PARAMS)
+    params = ", ".join(f"{k}={v}" for k, v in gen.params.items())
     title = (f"{gen.policy} ({params}): {len(gen.generation.new_ids)} new tokens, "
              f"{gen.bytes_ratio:.3f} of dense KV bytes; text {gen.generation.text!r}")
     columns = ["step", "context", "rows read", "kv bytes", "metadata bytes", "index bytes", "total bytes",
