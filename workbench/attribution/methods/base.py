@@ -1,7 +1,8 @@
 """The Attributor interface: a small dataclass of options with `check(problem)` and `run(problem)`.
 
     check(problem)            problem-dependent validation (e.g. enough samples for the number of features),
-                              called before any model work
+                              called before any model work, on a Problem whose target is not resolved yet
+                              (problem.target is None: the greedy generation has not run)
     run(problem, progress)    -> MethodOutput
 
 `level` says what the columns of `MethodOutput.matrix` are: "token" (one column per source token; `attribute`
