@@ -2,8 +2,10 @@
 from .base import Drafter, check_budget
 from .draft_model import DraftModelDrafter
 from .draft_state import DraftState, VocabularyMismatchError
+from .dyspec import DySpecDrafter
 from .prompt_lookup import PromptLookupDrafter
 from .registry import DRAFTERS, get_drafter, register_drafter
+from .token_recycling import TokenRecyclingDrafter
 
-__all__ = ["DRAFTERS", "DraftModelDrafter", "DraftState", "Drafter", "PromptLookupDrafter", "VocabularyMismatchError",
-           "check_budget", "get_drafter", "register_drafter"]
+__all__ = ["DRAFTERS", "DraftModelDrafter", "DraftState", "Drafter", "DySpecDrafter", "PromptLookupDrafter",
+           "TokenRecyclingDrafter", "VocabularyMismatchError", "check_budget", "get_drafter", "register_drafter"]
