@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from workbench.models.outputs import Generation
-from workbench.models.sampling import check_sampling, make_generator, next_token_probs, sample
+from workbench.models.sampling import (
+    check_sampling,
+    make_generator,
+    next_token_probs,
+    sample,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.models.lm import LM
@@ -34,13 +39,9 @@ def eos_ids(lm: LM) -> set[int]:
     return found
 
 
-def _check(lm: LM, prompt, max_new_tokens, temperature, top_k, top_p, stop) -> tuple[list[int], list[str]]:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    check_sampling(temperature, top_k, top_p)
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not isinstance(s, str) or not s for s in stops):
-        raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
+def prompt_ids(lm: LM, prompt: str | Sequence[int] | torch.Tensor) -> list[int]:
+    """The prompt as token ids (a string is encoded with the tokenizer's special tokens), checked to be
+    non-empty and to leave room in the context for at least one new token."""
     if isinstance(prompt, str):
         ids = list(lm.tokenizer.encode(prompt, add_special_tokens=True))
     elif isinstance(prompt, torch.Tensor):
@@ -57,7 +58,17 @@ def _check(lm: LM, prompt, max_new_tokens, temperature, top_k, top_p, stop) -> t
             f"prompt too long: {len(ids)} tokens, but the model's context is {lm.max_context} tokens "
             f"(max_position_embeddings) and at least one must be left to generate"
         )
-    return ids, stops
+    return ids
+
+
+def _check(lm: LM, prompt, max_new_tokens, temperature, top_k, top_p, stop) -> tuple[list[int], list[str]]:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    check_sampling(temperature, top_k, top_p)
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
+    return prompt_ids(lm, prompt), stops
 
 
 def generate(lm: LM, prompt: str | Sequence[int], max_new_tokens: int = 32, temperature: float = 0.0,

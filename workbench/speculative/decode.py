@@ -31,22 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.models import LM
 
 
-def _prompt_ids(lm: LM, prompt: str | Sequence[int] | torch.Tensor) -> list[int]:
-    if isinstance(prompt, str):
-        ids = list(lm.tokenizer.encode(prompt, add_special_tokens=True))
-    elif isinstance(prompt, torch.Tensor):
-        ids = [int(i) for i in prompt.reshape(-1).tolist()]
-    else:
-        try:
-            ids = [int(i) for i in prompt]
-        except (TypeError, ValueError):
-            raise ValueError(f"prompt must be a string or a list of token ids, got {type(prompt).__name__}") from None
-    if not ids:
-        raise ValueError("prompt is empty: give at least one token (or a tokenizer that adds a BOS)")
-    if len(ids) >= lm.max_context:
-        raise ValueError(f"prompt too long: {len(ids)} tokens, but the model's context is {lm.max_context} tokens "
-                         "(max_position_embeddings) and at least one must be left to generate")
-    return ids
 
 
 def _resolve(drafter: str | Drafter, verifier: str | Verifier | None, sampling: SamplingConfig) -> tuple[Drafter, Verifier]:
@@ -80,6 +64,7 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     'deterministic_tree' for deterministic drafters otherwise. budget: the most draft nodes per step (>= 1).
     """
     from workbench.models.generation import eos_ids
+    from workbench.models.generation import prompt_ids as encode_prompt
 
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
@@ -90,7 +75,7 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not isinstance(s, str) or not s for s in stops):
         raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
-    prompt_ids = _prompt_ids(lm, prompt)
+    prompt_ids = encode_prompt(lm, prompt)
     drafter, verifier = _resolve(drafter, verifier, sampling)
 
     generator = None
