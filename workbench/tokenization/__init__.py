@@ -4,6 +4,7 @@ the project's own byte-level BPE trainer and encoder, StochasTok, and tokenizer 
 from workbench.tokenization import metrics
 from workbench.tokenization.bpe import BPETokenizer
 from workbench.tokenization.bpe_train import train_bpe, train_bpe_from_bytes
+from workbench.tokenization.byte_probs import ByteLevelLM
 from workbench.tokenization.bytes import ByteTokenizer
 from workbench.tokenization.hf import HFTokenizer
 from workbench.tokenization.load import load_tokenizer
@@ -17,21 +18,25 @@ from workbench.tokenization.protocol import (
 from workbench.tokenization.sentencepiece_adapter import SentencePieceTokenizer
 from workbench.tokenization.stochastok import StochasTok
 from workbench.tokenization.tiktoken_adapter import TiktokenTokenizer
+from workbench.tokenization.token_healing import naive_generate, token_healing_generate
 
 __all__ = [
     "BPETokenizer",
-    "StochasTok",
-    "metrics",
-    "train_bpe",
-    "train_bpe_from_bytes",
+    "ByteLevelLM",
     "ByteTokenizer",
     "HFTokenizer",
     "InputTypeError",
     "Offsets",
     "SentencePieceTokenizer",
+    "StochasTok",
     "TiktokenTokenizer",
     "Tokenizer",
     "TokenizerBase",
     "assign_offsets",
     "load_tokenizer",
+    "metrics",
+    "naive_generate",
+    "token_healing_generate",
+    "train_bpe",
+    "train_bpe_from_bytes",
 ]
