@@ -65,7 +65,7 @@ def true_attribution(linear):
 def test_right_ranking_is_more_faithful_than_reversed(linear):
     right = true_attribution(linear)
     wrong = dataclasses.replace(right, matrix=-right.matrix)
-    kw = dict(target=TARGET, baseline="zero", soft_samples=32)
+    kw = {"target": TARGET, "baseline": "zero", "soft_samples": 32}
     good, bad = faithfulness(linear, right, **kw), faithfulness(linear, wrong, **kw)
     assert good.scale == "score"
     assert good.comprehensiveness[0] > bad.comprehensiveness[0]

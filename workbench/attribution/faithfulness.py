@@ -42,7 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.attribution.perturb import PerturbationValue, check_baseline, check_baseline_for
+from workbench.attribution.perturb import (
+    PerturbationValue,
+    check_baseline,
+    check_baseline_for,
+)
 from workbench.attribution.problem import Problem
 from workbench.attribution.rebuild import problem_from
 from workbench.attribution.result import Attribution, _json

@@ -14,12 +14,13 @@ from workbench.attribution.problem import Problem, check_prompt
 from workbench.attribution.result import Attribution
 from workbench.attribution.targets import check_target, resolve
 from workbench.attribution.units import build_units, check_granularity
+from workbench.tokenization.protocol import InputTypeError
 
 
 def problem_from(lm: Any, attribution: Attribution, target: Any = None) -> Problem:
     """The Problem of `attribution` on `lm`; `target` is required for contrastive / function targets."""
     if not isinstance(attribution, Attribution):
-        raise ValueError(f"attribution must be an Attribution (from workbench.attribution.attribute), "
+        raise InputTypeError(f"attribution must be an Attribution (from workbench.attribution.attribute), "
                          f"got {type(attribution).__name__}")
     if target is None:
         if attribution.target_kind not in ("continuation", "generation"):
