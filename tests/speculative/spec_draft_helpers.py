@@ -6,26 +6,7 @@ import copy
 import torch
 
 from workbench.models import LM
-from workbench.speculative import get_verifier, probs_from_logits
-
-
-def empty_tolerant(name: str):
-    """A registered sampling verifier that also accepts an empty tree without draft_probs.
-
-    speculative_generate drafts nothing on the step that produces the last allowed token and passes
-    DraftTree.empty() (draft_probs None); the sampling verifiers then ask for draft_probs. An empty [0, V]
-    tensor is what they need there (noted in the drafters' report for the owner of decode.py / verifiers).
-    """
-    verifier = get_verifier(name)
-    inner = verifier.verify
-
-    def verify(tree, target_probs, draft_probs=None, generator=None):
-        if len(tree) == 0 and draft_probs is None and tree.draft_probs is None:
-            draft_probs = torch.zeros(0, target_probs.shape[1], dtype=torch.float64)
-        return inner(tree, target_probs, draft_probs, generator)
-
-    verifier.verify = verify
-    return verifier
+from workbench.speculative import probs_from_logits
 
 
 def padded_copy(lm: LM, rows: int) -> LM:

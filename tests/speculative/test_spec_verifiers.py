@@ -164,3 +164,11 @@ def test_seeded_verification_is_reproducible(name):
         runs.append([get_verifier(name).verify(tree, target_rows(target, prefix, tree), q, gen).tokens
                      for _ in range(30)])
     assert runs[0] == runs[1] and len({tuple(r) for r in runs[0]}) > 1
+
+
+@pytest.mark.parametrize("name", ["speculative_sampling", "rsd", "spectr"])
+def test_sampling_verifiers_accept_an_empty_tree_without_draft_probs(name):
+    # speculative_generate drafts nothing on the step that makes the last allowed token
+    target = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+    outcomes = get_verifier(name).exact_outcomes(DraftTree.empty(), target)
+    assert sorted((r.bonus_token, p) for p, r in outcomes) == [(0, 0.25), (1, 0.75)]

@@ -103,6 +103,8 @@ class Verifier:
         draft = None
         if self.needs_draft_probs:
             source = draft_probs if draft_probs is not None else tree.draft_probs
+            if source is None and n == 0:
+                source = target.new_zeros((0, vocab))  # nothing drafted (e.g. the last step): nothing to check
             if source is None:
                 raise ValueError(f"verifier {self.name!r} needs the draft distributions: pass draft_probs [n, V] "
                                  "or build the DraftTree with draft_probs")
