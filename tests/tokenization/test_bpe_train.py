@@ -26,26 +26,32 @@ TINY = [
 ]
 
 
-def naive_bpe(texts, vocab_size, pattern, specials=(), min_frequency=2):
-    """Brute force: recount every pair in every word at every step; pick the max count, then the smallest
-    (left bytes, right bytes); merge everywhere left to right. Returns merges as byte pairs, their counts,
-    and the full pair-count table (as byte pairs) before each merge."""
-    split = regex.compile("|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))) if specials \
-        else None
-    words = Counter()
-    for text in texts:
-        parts = split.split(text) if split else [text]
-        for part in parts:
-            for piece in regex.findall(pattern, part):
-                words[tuple(bytes([b]) for b in piece.encode("utf-8"))] += 1
-    vocab = {bytes([b]) for b in range(256)}
+def merge_pair(word, pair):
+    """`word` (a tuple of byte strings) with every non-overlapping `pair`, left to right, joined into one."""
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(pair[0] + pair[1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def naive_merges(words, vocab, target, min_frequency, allowed=lambda pair: True):
+    """Brute force on a table word (tuple of byte strings) -> frequency: recount every pair in every word at
+    every step, keep the `allowed` ones, pick the max count, then the smallest (left bytes, right bytes);
+    merge everywhere left to right; until the set `vocab` (extended in place) has `target` entries. Returns
+    merges as byte pairs, their counts, the pair-count table before each merge, and the final words."""
     merges, counts_each, tables = [], [], []
-    while len(vocab) + len(specials) < vocab_size:
+    while len(vocab) < target:
         pairs = Counter()
         for word, f in words.items():
             for pair in pairwise(word):
                 pairs[pair] += f
-        tables.append(dict(pairs))
+        pairs = {p: n for p, n in pairs.items() if allowed(p)}
+        tables.append(pairs)
         if not pairs:
             break
         best = min(pairs, key=lambda p: (-pairs[p], p[0], p[1]))
@@ -56,16 +62,24 @@ def naive_bpe(texts, vocab_size, pattern, specials=(), min_frequency=2):
         vocab.add(best[0] + best[1])
         new_words = Counter()
         for word, f in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(best[0] + best[1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            new_words[tuple(out)] += f
+            new_words[merge_pair(word, best)] += f
         words = new_words
+    return merges, counts_each, tables, words
+
+
+def naive_bpe(texts, vocab_size, pattern, specials=(), min_frequency=2):
+    """Brute force BPE on `texts` (naive_merges from bytes). Returns merges as byte pairs, their counts, and
+    the full pair-count table (as byte pairs) before each merge."""
+    split = regex.compile("|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))) if specials \
+        else None
+    words = Counter()
+    for text in texts:
+        parts = split.split(text) if split else [text]
+        for part in parts:
+            for piece in regex.findall(pattern, part):
+                words[tuple(bytes([b]) for b in piece.encode("utf-8"))] += 1
+    vocab = {bytes([b]) for b in range(256)}
+    merges, counts_each, tables, _ = naive_merges(words, vocab, vocab_size - len(specials), min_frequency)
     return merges, counts_each, tables
 
 

@@ -4,7 +4,6 @@ BPE; superwords respect sentence boundaries and the word bound; round trips; bad
 from __future__ import annotations
 
 from collections import Counter
-from itertools import pairwise
 
 import pytest
 import regex
@@ -17,6 +16,7 @@ from workbench.tokenization.pretokenize import CL100K_PATTERN
 from workbench.tokenization.superbpe import train_superbpe
 
 from .conftest import SAMPLES
+from .test_bpe_train import merge_pair, naive_merges
 
 CORPUS = [
     "the cat sat on the mat. the dog sat on the log! is it on the mat? it is on the mat.\n",
@@ -27,9 +27,10 @@ CORPUS = [
 
 
 def reference_superbpe(texts, vocab_size, transition, max_words, min_frequency=2):
-    """Brute force, written independently: stage-1 pre-tokens by findall, chunks by the documented rule,
-    stage 1 = naive BPE over pre-tokens, stage 2 = naive BPE over chunks starting from the stage-1 split,
-    recounting every pair at every step and skipping pairs whose bytes hold more than max_words words."""
+    """Brute force, written independently of the trainer: stage-1 pre-tokens by findall, chunks by the
+    documented rule, stage 1 = naive BPE over pre-tokens, stage 2 = naive BPE over chunks starting from the
+    stage-1 split, recounting every pair at every step and skipping pairs whose bytes hold more than max_words
+    words (naive_merges from test_bpe_train for both)."""
     chunks = Counter()
     for text in texts:
         pieces = regex.findall(CL100K_PATTERN, text)
@@ -43,96 +44,26 @@ def reference_superbpe(texts, vocab_size, transition, max_words, min_frequency=2
         if cur:
             chunks[tuple(cur)] += 1
 
-    def naive(words, target, allowed):
-        vocab = {bytes([b]) for b in range(256)}
-        merges = []
-        size = 256
-        while size < target:
-            pairs = Counter()
-            for word, f in words.items():
-                for pair in pairwise(word):
-                    pairs[pair] += f
-            pairs = {p: n for p, n in pairs.items() if allowed(p)}
-            if not pairs:
-                break
-            best = min(pairs, key=lambda p: (-pairs[p], p[0], p[1]))
-            if pairs[best] < min_frequency:
-                break
-            merges.append(best)
-            if best[0] + best[1] not in vocab:
-                vocab.add(best[0] + best[1])
-                size += 1
-            new = Counter()
-            for word, f in words.items():
-                out, i = [], 0
-                while i < len(word):
-                    if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                        out.append(best[0] + best[1])
-                        i += 2
-                    else:
-                        out.append(word[i])
-                        i += 1
-                new[tuple(out)] += f
-            words = new
-        return merges, words
-
+    base = {bytes([b]) for b in range(256)}
     words = Counter()
     for chunk, n in chunks.items():
         for p in chunk:
             words[tuple(bytes([b]) for b in p.encode())] += n
-    stage1, _ = naive(words, transition, lambda p: True)
+    stage1, _, _, _ = naive_merges(words, set(base), transition, min_frequency)
 
     def apply(piece):
-        toks = [bytes([b]) for b in piece.encode()]
-        for a, b in stage1:
-            out, i = [], 0
-            while i < len(toks):
-                if i + 1 < len(toks) and toks[i] == a and toks[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(toks[i])
-                    i += 1
-            toks = out
+        toks = tuple(bytes([b]) for b in piece.encode())
+        for pair in stage1:
+            toks = merge_pair(toks, pair)
         return toks
 
     seqs = Counter()
     for chunk, n in chunks.items():
         seqs[tuple(t for p in chunk for t in apply(p))] += n
-    stage1_size = 256 + len({a + b for a, b in stage1})
     # stage 2 continues the same vocabulary: count sizes from the stage-1 vocabulary
-    vocab1 = {bytes([b]) for b in range(256)} | {a + b for a, b in stage1}
-    stage2, final = [], seqs
-    size = stage1_size
-    words2 = seqs
-    while size < vocab_size:
-        pairs = Counter()
-        for word, f in words2.items():
-            for pair in pairwise(word):
-                pairs[pair] += f
-        pairs = {p: n for p, n in pairs.items() if len((p[0] + p[1]).split()) <= max_words}
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p[0], p[1]))
-        if pairs[best] < min_frequency:
-            break
-        stage2.append(best)
-        if best[0] + best[1] not in vocab1:
-            vocab1.add(best[0] + best[1])
-            size += 1
-        new = Counter()
-        for word, f in words2.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(best[0] + best[1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            new[tuple(out)] += f
-        words2 = new
-    final = words2
+    vocab1 = base | {a + b for a, b in stage1}
+    stage2, _, _, final = naive_merges(seqs, vocab1, vocab_size, min_frequency,
+                                       allowed=lambda p: len((p[0] + p[1]).split()) <= max_words)
     return stage1, stage2, sum(len(w) * f for w, f in final.items())
 
 

@@ -32,7 +32,97 @@ _CACHE_LIMIT = 200_000
 _SCAN_LIMIT = 48  # pre-tokens up to this many bytes merge by rescanning; longer ones with a heap
 
 
-class BPETokenizer(TokenizerBase):
+def add_merges(
+    table: list[bytes], merges: Sequence[tuple[int, int]], param: str, what: str
+) -> tuple[list[tuple[int, int]], dict[tuple[int, int], tuple[int, int]], dict[bytes, int]]:
+    """Check the merge list `merges` (the parameter `param`, one `what` each) against the byte table `table`
+    and extend `table` in place with the tokens they create (an existing byte string keeps its id).
+
+    Returns (the merges as int pairs, pair -> (rank, merged id), bytes -> id)."""
+    ids = {piece: i for i, piece in enumerate(table)}
+    pairs: list[tuple[int, int]] = []
+    ranks: dict[tuple[int, int], tuple[int, int]] = {}
+    for rank, pair in enumerate(merges):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"{param}[{rank}] must be a pair of token ids, got {pair!r}")
+        a, b = (int(x) for x in pair)
+        if not (0 <= a < len(table) and 0 <= b < len(table)):
+            raise ValueError(f"{param}[{rank}] = {pair!r} names a token that does not exist yet "
+                             f"(ids must be < {len(table)} at that rank)")
+        if (a, b) in ranks:
+            raise ValueError(f"{param}[{rank}] = {pair!r} repeats an earlier {what}")
+        merged = table[a] + table[b]
+        if merged not in ids:
+            ids[merged] = len(table)
+            table.append(merged)
+        ranks[(a, b)] = (rank, ids[merged])
+        pairs.append((a, b))
+    return pairs, ranks, ids
+
+
+def merge_by_rank(ids: list[int], ranks: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
+    """Repeatedly merge the adjacent pair of lowest rank (leftmost on ties) until none has a rank.
+
+    `ranks` maps a pair to (rank, merged id). O(n log n): a linked list of symbols and a heap of (rank,
+    position) candidates, checked when popped (positions keep their order under merging)."""
+    n = len(ids)
+    if n < 2:
+        return list(ids)
+    ids = list(ids)
+    nxt = list(range(1, n + 1))
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+    heap = []
+    for i in range(n - 1):
+        found = ranks.get((ids[i], ids[i + 1]))
+        if found is not None:
+            heap.append((found[0], i, ids[i], ids[i + 1]))
+    heapq.heapify(heap)
+    while heap:
+        _, i, a, b = heapq.heappop(heap)
+        j = nxt[i] if alive[i] else n
+        if j >= n or ids[i] != a or ids[j] != b:
+            continue  # stale: one side was merged away since this candidate was pushed
+        ids[i] = ranks[(a, b)][1]
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prv[nxt[i]] = i
+        for left in (prv[i], i):
+            if left >= 0 and nxt[left] < n:
+                found = ranks.get((ids[left], ids[nxt[left]]))
+                if found is not None:
+                    heapq.heappush(heap, (found[0], left, ids[left], ids[nxt[left]]))
+    return [ids[i] for i in range(n) if alive[i]]
+
+
+class ByteTableTokenizer(TokenizerBase):
+    """What BPETokenizer and SuperBPETokenizer share: a byte string per token id, special tokens after."""
+
+    special_tokens: tuple[str, ...]
+
+    def _set_vocabulary(self, table: list[bytes], bos: str | None, eos: str | None) -> None:
+        self._bytes = table
+        self.num_base_tokens = len(table)
+        self._special_ids = {s: len(table) + k for k, s in enumerate(self.special_tokens)}
+        self.special_ids = frozenset(self._special_ids.values())
+        self.vocab_size = len(table) + len(self.special_tokens)
+        for param, value in (("bos", bos), ("eos", eos)):
+            if value is not None and value not in self._special_ids:
+                raise ValueError(f"{param}={value!r} must be one of special_tokens {self.special_tokens} (or None)")
+        self.bos_id = self._special_ids[bos] if bos is not None else None
+        self.eos_id = self._special_ids[eos] if eos is not None else None
+
+    def _decode(self, ids: list[int]) -> str:
+        return b"".join(self._token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+
+    def _token_bytes(self, token_id: int) -> bytes:
+        if token_id < self.num_base_tokens:
+            return self._bytes[token_id]
+        return self.special_tokens[token_id - self.num_base_tokens].encode("utf-8")
+
+
+class BPETokenizer(ByteTableTokenizer):
     """Byte-level BPE from an ordered merge list of id pairs (see the module docstring)."""
 
     def __init__(
@@ -50,35 +140,8 @@ class BPETokenizer(TokenizerBase):
         self.pattern = pattern
         self.special_tokens = self._pre.special_tokens
         table: list[bytes] = [bytes([b]) for b in range(256)]
-        ids = {piece: i for i, piece in enumerate(table)}
-        self.merges: list[tuple[int, int]] = []
-        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}  # pair -> (rank, merged id)
-        for rank, pair in enumerate(merges):
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise ValueError(f"merges[{rank}] must be a pair of token ids, got {pair!r}")
-            a, b = (int(x) for x in pair)
-            if not (0 <= a < len(table) and 0 <= b < len(table)):
-                raise ValueError(f"merges[{rank}] = {pair!r} names a token that does not exist yet "
-                                 f"(ids must be < {len(table)} at that rank)")
-            if (a, b) in self._ranks:
-                raise ValueError(f"merges[{rank}] = {pair!r} repeats an earlier merge")
-            merged = table[a] + table[b]
-            if merged not in ids:
-                ids[merged] = len(table)
-                table.append(merged)
-            self._ranks[(a, b)] = (rank, ids[merged])
-            self.merges.append((a, b))
-        self._bytes = table
-        self._ids = ids
-        self.num_base_tokens = len(table)
-        self._special_ids = {s: len(table) + k for k, s in enumerate(self.special_tokens)}
-        self.special_ids = frozenset(self._special_ids.values())
-        self.vocab_size = len(table) + len(self.special_tokens)
-        for param, value in (("bos", bos), ("eos", eos)):
-            if value is not None and value not in self._special_ids:
-                raise ValueError(f"{param}={value!r} must be one of special_tokens {self.special_tokens} (or None)")
-        self.bos_id = self._special_ids[bos] if bos is not None else None
-        self.eos_id = self._special_ids[eos] if eos is not None else None
+        self.merges, self._ranks, self._ids = add_merges(table, merges, "merges", "merge")
+        self._set_vocabulary(table, bos, eos)
         self._bos, self._eos = bos, eos
         self._cache: dict[str, tuple[int, ...]] = {}
 
@@ -103,35 +166,8 @@ class BPETokenizer(TokenizerBase):
         return ids
 
     def _bpe_heap(self, ids: list[int]) -> list[int]:
-        """The same rule for long pre-tokens in O(n log n): a linked list of symbols and a heap of
-        (rank, position) candidates, checked when popped (positions keep their order under merging)."""
-        ranks = self._ranks
-        n = len(ids)
-        nxt = list(range(1, n + 1))
-        prv = list(range(-1, n - 1))
-        alive = [True] * n
-        heap = []
-        for i in range(n - 1):
-            found = ranks.get((ids[i], ids[i + 1]))
-            if found is not None:
-                heap.append((found[0], i, ids[i], ids[i + 1]))
-        heapq.heapify(heap)
-        while heap:
-            _, i, a, b = heapq.heappop(heap)
-            j = nxt[i] if alive[i] else n
-            if j >= n or ids[i] != a or ids[j] != b:
-                continue  # stale: one side was merged away since this candidate was pushed
-            ids[i] = ranks[(a, b)][1]
-            alive[j] = False
-            nxt[i] = nxt[j]
-            if nxt[i] < n:
-                prv[nxt[i]] = i
-            for left in (prv[i], i):
-                if left >= 0 and nxt[left] < n:
-                    found = ranks.get((ids[left], ids[nxt[left]]))
-                    if found is not None:
-                        heapq.heappush(heap, (found[0], left, ids[left], ids[nxt[left]]))
-        return [ids[i] for i in range(n) if alive[i]]
+        """The same rule for long pre-tokens in O(n log n) (`merge_by_rank`)."""
+        return merge_by_rank(ids, self._ranks)
 
     def _piece_ids(self, piece: str) -> tuple[int, ...]:
         ids = self._cache.get(piece)
@@ -153,14 +189,6 @@ class BPETokenizer(TokenizerBase):
                 for piece in self._pre.split(part):
                     out.extend(piece_ids(piece))
         return out
-
-    def _decode(self, ids: list[int]) -> str:
-        return b"".join(self._token_bytes(i) for i in ids).decode("utf-8", errors="replace")
-
-    def _token_bytes(self, token_id: int) -> bytes:
-        if token_id < self.num_base_tokens:
-            return self._bytes[token_id]
-        return self.special_tokens[token_id - self.num_base_tokens].encode("utf-8")
 
     def token_id(self, piece: bytes) -> int | None:
         """Id of the token spelling `piece` (special tokens excluded), or None."""

@@ -23,14 +23,18 @@ fewer than `min_frequency` times.
 
 With `record_pair_counts=True` the result carries a PairCountLog (pair_counts.py): every pair's count at
 every merge step, as compact deltas.
+
+The loop itself is `merge_loop`: it starts from any token sequences (bytes here; SuperBPE's stage 2 starts
+from stage-1 tokens) and takes an optional `allow(a, b)` veto on pairs (SuperBPE's bound on words per token).
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -158,26 +162,46 @@ def train_from_word_counts(
     record_pair_counts: bool = False,
     progress: bool = True,
 ) -> tuple[list[tuple[int, int]], list[int], str, PairCountLog | None]:
-    """The merge loop over a word-frequency table (see the module docstring).
+    """The merge loop over a word-frequency table (see the module docstring), starting from bytes.
 
     Returns (merges, count of each merged pair, why it stopped, pair-count log or None).
     """
     specials = _check_params(vocab_size, special_tokens, min_frequency)
-    table: list[bytes] = [bytes([i]) for i in range(256)]
-    ids = {piece: i for i, piece in enumerate(table)}
-    target = vocab_size - len(specials)
-
     seqs: list[list[int]] = []
     freqs: list[int] = []
+    for word, f in words.items():
+        if len(word) >= 2:
+            seqs.append(list(word))
+            freqs.append(f)
+    table = [bytes([i]) for i in range(256)]
+    return merge_loop(seqs, freqs, table, vocab_size - len(specials), min_frequency=min_frequency,
+                      record_pair_counts=record_pair_counts, progress=progress)
+
+
+def merge_loop(
+    seqs: list[list[int]],
+    freqs: list[int],
+    table: list[bytes],
+    target: int,
+    *,
+    min_frequency: int = 2,
+    allow: Callable[[int, int], bool] | None = None,
+    record_pair_counts: bool = False,
+    progress: bool = True,
+    desc: str = "BPE merges",
+) -> tuple[list[tuple[int, int]], list[int], str, PairCountLog | None]:
+    """The incremental merge loop (see the module docstring) on token sequences `seqs` (ids into `table`,
+    each weighted by `freqs`) until `table` has `target` entries; `seqs` and `table` are updated in place.
+
+    `allow(a, b)`, when given, vetoes pairs: a current best pair it rejects is dropped from the heap (and
+    dropped again if its count rises later) and the next best pair is taken. None allows every pair.
+    Returns (merges, count of each merged pair, why it stopped, pair-count log or None).
+    """
+    ids = {piece: i for i, piece in enumerate(table)}
     counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for word, f in words.items():
-        if len(word) < 2:
-            continue
-        w = len(seqs)
-        toks = list(word)
-        seqs.append(toks)
-        freqs.append(f)
+    for w, toks in enumerate(seqs):
+        f = freqs[w]
         for pair in pairwise(toks):
             counts[pair] += f
             where[pair].add(w)
@@ -189,14 +213,16 @@ def train_from_word_counts(
     merges: list[tuple[int, int]] = []
     merge_counts: list[int] = []
     stopped = "vocab_size"
-    bar = tqdm(total=max(target - len(table), 0), desc="BPE merges", unit="merge", disable=not progress,
-               leave=False)
+    bar = tqdm(total=max(target - len(table), 0), desc=desc, unit="merge", disable=not progress, leave=False)
     while len(table) < target:
         while heap:  # lazy invalidation: drop or refresh stale entries until the top is current
             neg, _, _, a, b = heap[0]
             current = counts.get((a, b), 0)
             if current == -neg:
-                break
+                if allow is None or allow(a, b):
+                    break
+                heapq.heappop(heap)  # vetoed; re-pushed only if its count rises (then vetoed again)
+                continue
             heapq.heappop(heap)
             if current > 0:
                 heapq.heappush(heap, (-current, table[a], table[b], a, b))
@@ -266,31 +292,20 @@ def train_bpe(
     ids and are never merged with text; `bos`/`eos` name two of them. See the module docstring for the
     algorithm, the tie-breaking and when training stops.
     """
-    return _train(texts, False, vocab_size, pattern, special_tokens, bos, eos, min_frequency,
+    return _train(False, texts, vocab_size, pattern, special_tokens, bos, eos, min_frequency,
                   record_pair_counts, progress, name)
 
 
-def train_bpe_from_bytes(
-    data: Iterable[bytes] | bytes,
-    vocab_size: int,
-    *,
-    pattern: str = DEFAULT_PATTERN,
-    special_tokens: Iterable[str] = (),
-    bos: str | None = None,
-    eos: str | None = None,
-    min_frequency: int = 2,
-    record_pair_counts: bool = False,
-    progress: bool = True,
-    name: str = "bpe",
-) -> BPETrainResult:
-    """Like `train_bpe` on raw bytes, which need not be valid UTF-8: bytes that are not part of a valid
-    UTF-8 character stay single bytes for pre-tokenization (surrogateescape) and can still be merged.
-    Special-token text inside the bytes is cut out as in `train_bpe`."""
-    return _train(data, True, vocab_size, pattern, special_tokens, bos, eos, min_frequency,
-                  record_pair_counts, progress, name)
+def train_bpe_from_bytes(data: Iterable[bytes] | bytes, vocab_size: int, **options: Any) -> BPETrainResult:
+    """Like `train_bpe`, with the same keyword options, on raw bytes, which need not be valid UTF-8: bytes
+    that are not part of a valid UTF-8 character stay single bytes for pre-tokenization (surrogateescape) and
+    can still be merged. Special-token text inside the bytes is cut out as in `train_bpe`."""
+    args = inspect.signature(train_bpe).bind(data, vocab_size, **options)  # unknown options fail as there
+    args.apply_defaults()
+    return _train(True, *args.arguments.values())
 
 
-def _train(corpus: Any, raw: bool, vocab_size: int, pattern: str, special_tokens: Iterable[str],
+def _train(raw: bool, corpus: Any, vocab_size: int, pattern: str, special_tokens: Iterable[str],
            bos: str | None, eos: str | None, min_frequency: int, record: bool, progress: bool,
            name: str) -> BPETrainResult:
     specials = _check_params(vocab_size, special_tokens, min_frequency)

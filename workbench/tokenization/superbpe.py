@@ -25,31 +25,34 @@ a SuperBPE tokenizer encodes exactly as plain BPE trained on the same data. (Run
 chunks from bytes would differ from this in rare cases, e.g. digit groups that stage 1 splits 3+1 but a
 chunk-level pass could split 2+2; we keep the stage-1 boundaries for stage-1 merges.)
 
-The stage-2 trainer is the same incremental algorithm as bpe_train.py (pair counts updated only in the
-chunks a merge touches, a lazily invalidated heap), starting from stage-1 token sequences instead of bytes.
+The stage-2 trainer is bpe_train.py's `merge_loop` itself (pair counts updated only in the chunks a merge
+touches, a lazily invalidated heap), started from the stage-1 token sequences instead of bytes, with the word
+bound as its veto on pairs (`word_bound`).
 """
 
 from __future__ import annotations
 
-import heapq
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import regex
-from tqdm.auto import tqdm
 
-from workbench.tokenization.bpe import BPETokenizer
+from workbench.tokenization.bpe import (
+    BPETokenizer,
+    ByteTableTokenizer,
+    add_merges,
+    merge_by_rank,
+)
 from workbench.tokenization.bpe_train import (
     _check_params,
-    _merge_word,
+    merge_loop,
     train_from_word_counts,
 )
 from workbench.tokenization.pretokenize import DEFAULT_PATTERN, Pretokenizer
-from workbench.tokenization.protocol import InputTypeError, TokenizerBase, check_text
+from workbench.tokenization.protocol import InputTypeError, check_text
 
 SENTENCE_END = ".!?"
 _WORD = regex.compile(rb"[^ \t\n\r\x0b\x0c]+")
@@ -80,45 +83,7 @@ def group_chunks(pieces: Sequence[str]) -> list[tuple[str, ...]]:
     return chunks
 
 
-def merge_by_rank(ids: list[int], ranks: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
-    """Repeatedly merge the adjacent pair of lowest rank (leftmost on ties) until none has a rank.
-
-    `ranks` maps a pair to (rank, merged id). O(n log n) with a linked list and a heap of candidates that are
-    checked when popped."""
-    n = len(ids)
-    if n < 2:
-        return list(ids)
-    ids = list(ids)
-    nxt = list(range(1, n + 1))
-    prv = list(range(-1, n - 1))
-    alive = [True] * n
-    heap = []
-    for i in range(n - 1):
-        found = ranks.get((ids[i], ids[i + 1]))
-        if found is not None:
-            heap.append((found[0], i, ids[i], ids[i + 1]))
-    heapq.heapify(heap)
-    while heap:
-        _, i, a, b = heapq.heappop(heap)
-        if not alive[i]:
-            continue
-        j = nxt[i]
-        if j >= n or ids[i] != a or ids[j] != b:
-            continue
-        ids[i] = ranks[(a, b)][1]
-        alive[j] = False
-        nxt[i] = nxt[j]
-        if nxt[i] < n:
-            prv[nxt[i]] = i
-        for left in (prv[i], i):
-            if left >= 0 and nxt[left] < n:
-                found = ranks.get((ids[left], ids[nxt[left]]))
-                if found is not None:
-                    heapq.heappush(heap, (found[0], left, ids[left], ids[nxt[left]]))
-    return [ids[i] for i in range(n) if alive[i]]
-
-
-class SuperBPETokenizer(TokenizerBase):
+class SuperBPETokenizer(ByteTableTokenizer):
     """Encoder for a SuperBPE merge list: stage-1 merges per pre-token, then stage-2 merges per chunk."""
 
     def __init__(
@@ -138,35 +103,9 @@ class SuperBPETokenizer(TokenizerBase):
         self._pre = Pretokenizer(pattern, special_tokens)
         self.special_tokens = self._pre.special_tokens
         table = [self.stage1.token_bytes(i) for i in range(self.stage1.vocab_size)]
-        ids = {piece: i for i, piece in enumerate(table)}
-        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
-        self.stage2_merges: list[tuple[int, int]] = []
-        for rank, pair in enumerate(stage2_merges):
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise ValueError(f"stage2_merges[{rank}] must be a pair of token ids, got {pair!r}")
-            a, b = (int(x) for x in pair)
-            if not (0 <= a < len(table) and 0 <= b < len(table)):
-                raise ValueError(f"stage2_merges[{rank}] = {pair!r} names a token that does not exist yet "
-                                 f"(ids must be < {len(table)} at that rank)")
-            if (a, b) in self._ranks:
-                raise ValueError(f"stage2_merges[{rank}] = {pair!r} repeats an earlier stage-2 merge")
-            merged = table[a] + table[b]
-            if merged not in ids:
-                ids[merged] = len(table)
-                table.append(merged)
-            self._ranks[(a, b)] = (rank, ids[merged])
-            self.stage2_merges.append((a, b))
+        self.stage2_merges, self._ranks, _ = add_merges(table, stage2_merges, "stage2_merges", "stage-2 merge")
         self.stage1_merges = list(self.stage1.merges)
-        self._bytes = table
-        self.num_base_tokens = len(table)
-        self._special_ids = {s: len(table) + k for k, s in enumerate(self.special_tokens)}
-        self.special_ids = frozenset(self._special_ids.values())
-        self.vocab_size = len(table) + len(self.special_tokens)
-        for param, value in (("bos", bos), ("eos", eos)):
-            if value is not None and value not in self._special_ids:
-                raise ValueError(f"{param}={value!r} must be one of special_tokens {self.special_tokens} (or None)")
-        self.bos_id = self._special_ids[bos] if bos is not None else None
-        self.eos_id = self._special_ids[eos] if eos is not None else None
+        self._set_vocabulary(table, bos, eos)
         self._cache: dict[tuple[str, ...], tuple[int, ...]] = {}
 
     def stage1_ids(self, chunk: Sequence[str]) -> list[int]:
@@ -202,14 +141,6 @@ class SuperBPETokenizer(TokenizerBase):
                 for chunk in group_chunks(self._pre.split(part)):
                     out.extend(self.chunk_ids(chunk))
         return out
-
-    def _decode(self, ids: list[int]) -> str:
-        return b"".join(self._token_bytes(i) for i in ids).decode("utf-8", errors="replace")
-
-    def _token_bytes(self, token_id: int) -> bytes:
-        if token_id < self.num_base_tokens:
-            return self._bytes[token_id]
-        return self.special_tokens[token_id - self.num_base_tokens].encode("utf-8")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "workbench-superbpe/1", "name": self.name, "pattern": self.pattern,
@@ -273,92 +204,18 @@ def count_chunks(texts: Iterable[str] | str, pre: Pretokenizer) -> Counter[tuple
     return chunks
 
 
-def continue_merges(
-    seqs: list[list[int]],
-    freqs: list[int],
-    table: list[bytes],
-    target: int,
-    *,
-    min_frequency: int = 2,
-    max_words: int = 4,
-    progress: bool = True,
-) -> tuple[list[tuple[int, int]], list[int], str]:
-    """Stage 2: BPE merges on token sequences (`seqs`, weights `freqs`) that already use ids of `table`,
-    until `table` has `target` entries; merges whose token would hold more than `max_words` words are never
-    taken. `table` is extended in place. Returns (merges, their counts, why it stopped)."""
-    ids = {piece: i for i, piece in enumerate(table)}
-    counts: dict[tuple[int, int], int] = defaultdict(int)
-    where: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for w, toks in enumerate(seqs):
-        for pair in pairwise(toks):
-            counts[pair] += freqs[w]
-            where[pair].add(w)
-    counts = dict(counts)
-    heap = [(-n, table[a], table[b], a, b) for (a, b), n in counts.items()]
-    heapq.heapify(heap)
+def word_bound(table: list[bytes], max_words: int) -> Callable[[int, int], bool]:
+    """The stage-2 veto for `merge_loop`: may tokens a and b of `table` merge, i.e. does their token hold at
+    most `max_words` words? Answers are cached per pair (a token's bytes never change)."""
     allowed: dict[tuple[int, int], bool] = {}
-    merges: list[tuple[int, int]] = []
-    merge_counts: list[int] = []
-    stopped = "vocab_size"
-    bar = tqdm(total=max(target - len(table), 0), desc="SuperBPE stage 2", unit="merge", disable=not progress,
-               leave=False)
-    while len(table) < target:
-        while heap:
-            neg, _, _, a, b = heap[0]
-            current = counts.get((a, b), 0)
-            if current == -neg:
-                ok = allowed.get((a, b))
-                if ok is None:
-                    ok = allowed[(a, b)] = count_words_in(table[a] + table[b]) <= max_words
-                if ok:
-                    break
-                heapq.heappop(heap)  # never allowed; re-pushed only if its count rises (then skipped again)
-                continue
-            heapq.heappop(heap)
-            if current > 0:
-                heapq.heappush(heap, (-current, table[a], table[b], a, b))
-        if not heap:
-            stopped = "no_pairs"
-            break
-        if current < min_frequency:
-            stopped = "min_frequency"
-            break
-        heapq.heappop(heap)
-        merged = table[a] + table[b]
-        c = ids.get(merged)
-        if c is None:
-            c = ids[merged] = len(table)
-            table.append(merged)
-            bar.update(1)
-        merges.append((a, b))
-        merge_counts.append(current)
-        before: dict[tuple[int, int], int] = {}
-        for w in where.pop((a, b)):
-            toks = seqs[w]
-            new = _merge_word(toks, a, b, c)
-            if len(new) == len(toks):
-                continue
-            f = freqs[w]
-            delta = Counter(pairwise(new))
-            delta.subtract(Counter(pairwise(toks)))
-            for pair, d in delta.items():
-                if d:
-                    old = counts.get(pair, 0)
-                    before.setdefault(pair, old)
-                    n = old + d * f
-                    if n:
-                        counts[pair] = n
-                    else:
-                        del counts[pair]
-                    if d > 0:
-                        where[pair].add(w)
-            seqs[w] = new
-        for pair, old in before.items():
-            n = counts.get(pair, 0)
-            if n > old:
-                heapq.heappush(heap, (-n, table[pair[0]], table[pair[1]], pair[0], pair[1]))
-    bar.close()
-    return merges, merge_counts, stopped
+
+    def allow(a: int, b: int) -> bool:
+        ok = allowed.get((a, b))
+        if ok is None:
+            ok = allowed[(a, b)] = count_words_in(table[a] + table[b]) <= max_words
+        return ok
+
+    return allow
 
 
 def train_superbpe(
@@ -465,9 +322,9 @@ def _stage2(chunks: Counter[tuple[str, ...]], stage1: list[tuple[int, int]], sta
     counts2: list[int] = []
     stopped = stage1_stopped
     if stage1_stopped == "vocab_size" and transition < vocab_size:
-        stage2, counts2, stopped = continue_merges(
-            seqs, freqs, table, vocab_size - len(specials), min_frequency=min_frequency, max_words=max_words,
-            progress=progress)
+        stage2, counts2, stopped, _ = merge_loop(
+            seqs, freqs, table, vocab_size - len(specials), min_frequency=min_frequency,
+            allow=word_bound(table, max_words), progress=progress, desc="SuperBPE stage 2")
     tokenizer = SuperBPETokenizer(stage1, stage2, pattern=pattern, special_tokens=specials, bos=bos, eos=eos,
                                   name=name)
     return SuperBPEResult(tokenizer=tokenizer, transition=transition, stage1_merges=stage1,
