@@ -4,7 +4,6 @@ import pytest
 import torch
 from conftest import make_qkv
 
-import workbench.sparse.view  # noqa: F401  (installs view()/show())
 from workbench.models.tiny import tiny_lm
 from workbench.sparse import (
     SelectionReport,

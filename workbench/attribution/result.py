@@ -102,6 +102,16 @@ class Attribution:
 
         return text_table(self)
 
+    def view(self):
+        """The interactive view of this result (`workbench.attribution.view.attribution_view`)."""
+        from workbench.attribution.view import attribution_view
+
+        return attribution_view(self)
+
+    def show(self):
+        """Display the live widget (in Jupyter) and return it."""
+        return self.view().show()
+
     def _repr_html_(self) -> str:
         from workbench.attribution.render import html_table
 

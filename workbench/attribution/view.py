@@ -1,14 +1,11 @@
 """The view of an Attribution: target tokens as a strip; selecting one (a click on the strip, or on a heatmap row)
 colours the source text by that target's attribution; the full heatmap; the cost beside them.
 
-    import workbench.attribution.view      # gives Attribution .view() and .show()
     a = attribute(lm, "The capital of France is", " Paris", method="occlusion")
     a.show()                               # live (anywidget) in a notebook; a.view().to_html() is static HTML
 
-Importing this module attaches `view()` and `show()` to `Attribution` (its own `_repr_html_`, the plain heatmap
-table of render.py, is kept). Note for the owner of result.py: a one-line hook `def view(self): from
-workbench.attribution.view import attribution_view; return attribution_view(self)` there would make the import
-unnecessary.
+`Attribution.view()` / `.show()` call `attribution_view` (its own `_repr_html_`, the plain heatmap table of
+render.py, stays the static form).
 """
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import numpy as np
 
 from workbench.attribution.render import label
 from workbench.attribution.result import Attribution
-from workbench.views.base import Showable, View
+from workbench.views.base import View
 from workbench.views.heatmap import Heatmap
 from workbench.views.html import escape
 from workbench.views.table import Table
@@ -107,7 +104,3 @@ class AttributionView(View, ipywidgets.VBox):
 def attribution_view(attribution: Attribution, row: int = 0) -> AttributionView:
     """The linked view of `attribution` with target row `row` selected."""
     return AttributionView(attribution, row)
-
-
-Attribution.view = attribution_view  # type: ignore[attr-defined]
-Attribution.show = Showable.show  # type: ignore[attr-defined]

@@ -206,6 +206,16 @@ class SparseGeneration:
         return (f"SparseGeneration({self.policy}, {len(self.generation.new_ids)} new tokens, "
                 f"{self.bytes_ratio:.3f} of dense KV bytes, text={self.generation.text!r:.60})")
 
+    def view(self):
+        """The interactive view of this result (`workbench.sparse.view.generation_view`)."""
+        from workbench.sparse.view import generation_view
+
+        return generation_view(self)
+
+    def show(self):
+        """Display the live widget (in Jupyter) and return it."""
+        return self.view().show()
+
     def _repr_html_(self) -> str:
         return (f"<div><b>{html.escape(self.policy)}</b> {html.escape(str(self.params))}: "
                 f"{len(self.generation.new_ids)} new tokens, {self.bytes_ratio:.3f} of dense KV bytes"

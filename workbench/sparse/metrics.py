@@ -20,7 +20,13 @@ import torch
 from torch import Tensor
 
 from workbench.sparse.ranking import PAD, count_selected, group_sum, indices_to_mask
-from workbench.sparse.reference import attention_probs, check_indices, check_shapes, dense_attention, sparse_attention
+from workbench.sparse.reference import (
+    attention_probs,
+    check_indices,
+    check_shapes,
+    dense_attention,
+    sparse_attention,
+)
 from workbench.sparse.selector import LayerState, Selector
 
 
@@ -126,6 +132,16 @@ class SelectionReport:
             f"{self.output_rel_error:.2e}, bytes {self.total_bytes} of dense {self.dense_kv_bytes}, "
             f"speedup bound {self.speedup_bound:.2f}x)"
         )
+
+    def view(self):
+        """The interactive view of this result (`workbench.sparse.view.report_view`)."""
+        from workbench.sparse.view import report_view
+
+        return report_view(self)
+
+    def show(self):
+        """Display the live widget (in Jupyter) and return it."""
+        return self.view().show()
 
     def _repr_html_(self) -> str:
         rows = "".join(

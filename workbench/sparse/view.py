@@ -4,16 +4,14 @@
     gen.view()            # a Table: KV bytes per decode step against dense, the policy and the text in the title
     gen.show()            # display it in a notebook
 
-Importing this module gives both result classes `view()` and the `Showable.show()` of workbench.views (their
-own `_repr_html_` is kept). Note for the owners of integration.py / metrics.py: making the classes inherit
-`workbench.views.Showable` with `def view(self): return generation_view(self)` would make this import-free.
+Both result classes' `view()` / `.show()` call these functions (their own `_repr_html_` stays the static form).
 """
 from __future__ import annotations
 
 from workbench.sparse.integration import SparseGeneration
 from workbench.sparse.metrics import SelectionReport
-from workbench.views.base import Showable
 from workbench.views.table import Table
+
 
 def generation_view(gen: SparseGeneration) -> Table:
     """One row per decode step: context length, K/V rows read, bytes read (KV + metadata + indices), dense
@@ -39,9 +37,3 @@ def report_view(report: SelectionReport) -> Table:
     rows = [{"measure": k, "value": v if isinstance(v, (int, float, str)) or v is None else str(v)}
             for k, v in report.to_dict().items()]
     return Table(rows, columns=["measure", "value"], title=f"SelectionReport: {report.policy}")
-
-
-SparseGeneration.view = generation_view  # type: ignore[attr-defined]
-SparseGeneration.show = Showable.show  # type: ignore[attr-defined]
-SelectionReport.view = report_view  # type: ignore[attr-defined]
-SelectionReport.show = Showable.show  # type: ignore[attr-defined]
