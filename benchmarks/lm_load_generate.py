@@ -87,9 +87,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all cores)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_load_generate.json"))
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     result: dict = {
         "model": args.model,
