@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from workbench.experiments import read_figure_scraps
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "10_tokenizers.ipynb"
