@@ -84,6 +84,18 @@ class SpeculativeGeneration:
             "settings": dict(self.settings),
         }
 
+    def view(self, step: int | None = None, drafts: Any = None, tokenizer: Any = None) -> Any:
+        """The interactive view of this result (`workbench.speculative.view.speculative_view`): the draft tree of
+        `step`, accepted tokens per step, summary and steps tables. `drafts`: the DraftRecorder the generation
+        drafted through, to show full draft trees (the result keeps only the emitted path of each step)."""
+        from workbench.speculative.view import speculative_view
+
+        return speculative_view(self, step, drafts, tokenizer)
+
+    def show(self, step: int | None = None, drafts: Any = None, tokenizer: Any = None) -> Any:
+        """Display the live widget (in Jupyter) and return it."""
+        return self.view(step, drafts, tokenizer).show()
+
     def __repr__(self) -> str:
         return (f"SpeculativeGeneration({len(self.new_ids)} new tokens, {len(self.steps)} steps, tau={self.tau:.2f}, "
                 f"{self.tokens_per_second:.1f} tok/s, {self.forward_calls} forward calls, drafter={self.drafter}, "
