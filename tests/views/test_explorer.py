@@ -3,7 +3,14 @@
 Uses a registered test tab (so it does not depend on any family) and the tiny seeded LM."""
 import pytest
 
-from workbench.views import Control, Explorer, ExplorerTab, TokenStrip, register_tab, registered_tabs
+from workbench.views import (
+    Control,
+    Explorer,
+    ExplorerTab,
+    TokenStrip,
+    register_tab,
+    registered_tabs,
+)
 from workbench.views.explorer import _TABS, FAMILIES
 
 from .helpers import URL, frontend_custom, frontend_update
