@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise ValueError for settings outside temperature >= 0, top_k >= 1, 0 < top_p <= 1."""
+def check_sampling(temperature: float, top_k: int | None = None, top_p: float | None = None) -> None:
+    """Raise ValueError naming the parameter unless 0 <= temperature < inf, top_k >= 1 (or None), 0 < top_p <= 1."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
         raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if temperature == float("inf"):
+        raise ValueError("temperature must be finite, got inf")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
@@ -19,24 +21,25 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None) -> torch.Tensor:
-    """Probabilities [..., V] (float32) after temperature, then top-k, then top-p filtering.
+                     top_p: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Probabilities [..., V] (in `dtype`) after temperature, then top-k, then top-p filtering.
 
     temperature 0 gives a one-hot on the argmax (the first one on ties). top-k keeps the k largest logits
     (and any tied with the k-th). top-p keeps the smallest set of most
-    probable tokens whose mass reaches top_p (the token crossing the threshold included), then renormalizes.
+    probable tokens whose mass reaches top_p (the token crossing the threshold included; among equal
+    probabilities the lower id first), then renormalizes.
     """
     check_sampling(temperature, top_k, top_p)
-    logits = logits.float()
+    logits = logits.to(dtype)
     if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(dtype)
     logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if top_p is not None and top_p < 1:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
         mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
         drop_sorted = mass_before >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)

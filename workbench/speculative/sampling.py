@@ -3,6 +3,7 @@
 Speculative decoding is lossless with respect to the distribution the target would sample from, so the verifier
 must compare the PROCESSED target distribution with the PROCESSED draft distribution it actually drew from.
 Both sides call `probs_from_logits` with the same `SamplingConfig`; nothing else turns logits into probabilities.
+The filtering itself is `workbench.models.sampling.next_token_probs` (what `LM.generate` samples from), in float64.
 
 - temperature 0 means greedy: a one-hot on the argmax of the logits (the first index on ties, as torch.argmax),
   so that greedy speculative decoding reproduces greedy autoregressive decoding token for token;
@@ -18,17 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-
-def check_sampling(temperature: float, top_k: int | None = None, top_p: float | None = None) -> None:
-    """Raise ValueError naming the parameter unless temperature >= 0, top_k >= 1 (or None), 0 < top_p <= 1."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if temperature == float("inf"):
-        raise ValueError("temperature must be finite, got inf")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+from workbench.models.sampling import check_sampling, next_token_probs
 
 
 @dataclass(frozen=True)
@@ -59,21 +50,7 @@ def probs_from_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     check_sampling(temperature, top_k, top_p)
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim < 1:
         raise ValueError("logits must be a floating-point torch.Tensor of shape [..., V]")
-    logits = logits.to(torch.float64)
-    if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float64)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if top_p is not None and top_p < 1:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        drop = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
-        probs = probs.masked_fill(drop, 0.0)
-        probs = probs / probs.sum(-1, keepdim=True)
-    return probs
+    return next_token_probs(logits, temperature, top_k, top_p, dtype=torch.float64)
 
 
 def sample_token(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
