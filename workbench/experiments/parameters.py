@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 PARAMETERS_TAG = "parameters"
 _UNKNOWN = object()  # default that is not a literal: its type is not checked
 
@@ -41,7 +39,9 @@ class Parameter:
         return out
 
 
-def _read(notebook: str | Path | nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str]:
+def _read(notebook: str | Path | Any) -> tuple[Any, str]:
+    import nbformat  # here, not at the top: it costs seconds and the CLI imports this module to parse args
+
     if isinstance(notebook, nbformat.NotebookNode):
         return notebook, "<notebook>"
     path = Path(notebook)
@@ -58,7 +58,7 @@ def _strip_magics(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
 
 
-def notebook_parameters(notebook: str | Path | nbformat.NotebookNode) -> dict[str, Parameter]:
+def notebook_parameters(notebook: str | Path | Any) -> dict[str, Parameter]:
     """The parameters declared in the cell tagged `parameters`, in order, as {name: Parameter}.
 
     Raises ValueError if the notebook has no such cell (or more than one), or the cell is not valid Python.
@@ -155,7 +155,7 @@ def resolve_value(value: Any, parameter: Parameter | None) -> Any:
     return parse_literal(value)
 
 
-def validate_parameters(notebook: str | Path | nbformat.NotebookNode, parameters: dict[str, Any]) -> dict[str, Parameter]:
+def validate_parameters(notebook: str | Path | Any, parameters: dict[str, Any]) -> dict[str, Parameter]:
     """Check `parameters` against the notebook's `parameters` cell; returns the declared parameters.
 
     Raises ValueError for: no `parameters` cell, an unknown name (the message lists the allowed ones), or a
@@ -165,7 +165,7 @@ def validate_parameters(notebook: str | Path | nbformat.NotebookNode, parameters
         raise ValueError(  # noqa: TRY004  (project rule: bad input is a ValueError)
             f"parameters must be a dict of name -> value, got {type(parameters).__name__}")
     declared = notebook_parameters(notebook)
-    where = notebook if not isinstance(notebook, nbformat.NotebookNode) else "the notebook"
+    where = notebook if isinstance(notebook, (str, Path)) else "the notebook"
     unknown = [name for name in parameters if name not in declared]
     if unknown:
         raise ValueError(
@@ -183,7 +183,7 @@ def validate_parameters(notebook: str | Path | nbformat.NotebookNode, parameters
     return declared
 
 
-def resolve_parameters(notebook: str | Path | nbformat.NotebookNode, parameters: dict[str, Any]) -> dict[str, Any]:
+def resolve_parameters(notebook: str | Path | Any, parameters: dict[str, Any]) -> dict[str, Any]:
     """Validate `parameters` (see `validate_parameters`) and return them with RawValues typed."""
     declared = validate_parameters(notebook, parameters)
     return {name: resolve_value(value, declared[name]) for name, value in parameters.items()}
