@@ -8,7 +8,7 @@ import sys
 from .parameters import RawValue
 
 
-def _add_parameter_option(parser: argparse.ArgumentParser) -> None:
+def add_parameter_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), dest="parameters",
         help="set a notebook parameter (repeatable); VALUE is read as a YAML/JSON literal (8, 0.5, true, "
@@ -16,7 +16,8 @@ def _add_parameter_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parameters(pairs: list[list[str]]) -> dict[str, RawValue]:
+def parameter_pairs(pairs: list[list[str]]) -> dict[str, RawValue]:
+    """`-p KEY VALUE` pairs -> {key: RawValue}; a key given twice is an error."""
     out: dict[str, RawValue] = {}
     for key, value in pairs:
         if key in out:
@@ -38,7 +39,7 @@ def _print_scraps(scraps: dict) -> None:
 def _run(args: argparse.Namespace) -> int:
     from .runner import run_notebook
 
-    result = run_notebook(args.notebook, _parameters(args.parameters), runs_dir=args.runs_dir, name=args.name,
+    result = run_notebook(args.notebook, parameter_pairs(args.parameters), runs_dir=args.runs_dir, name=args.name,
                           kernel_name=args.kernel, progress=not args.quiet)
     print(f"{result.status} in {result.seconds:.1f} s: {result.output_path}")
     _print_scraps(result.scraps)
@@ -54,7 +55,7 @@ def _tour(args: argparse.Namespace) -> int:
     from .tour import run_tour
 
     tour = run_tour(args.notebooks, runs_dir=args.runs_dir, out_dir=args.out,
-                    parameters=_parameters(args.parameters), kernel_name=args.kernel, progress=not args.quiet)
+                    parameters=parameter_pairs(args.parameters), kernel_name=args.kernel, progress=not args.quiet)
     for r in tour.results:
         print(f"{r.status:6} {r.seconds:7.1f} s  {r.notebook}" + (f"  ({r.error})" if r.error else ""))
     print(f"tour index written to {tour.index_path}")
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Execute NOTEBOOK with papermill into RUNS_DIR/<stem>/ and print "
                                             "the output path and the scraps it recorded.")
     run.add_argument("notebook", help="the .ipynb to execute (must have a cell tagged 'parameters')")
-    _add_parameter_option(run)
+    add_parameter_option(run)
     run.add_argument("--runs-dir", default="runs", help="folder for output notebooks (default: runs)")
     run.add_argument("--name", default=None, help="output file name without .ipynb (default: time + parameter hash)")
     run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one running this Python)")
@@ -83,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tour.add_argument("--notebooks", default="notebooks", help="folder of notebooks (default: notebooks)")
     tour.add_argument("--runs-dir", default="runs", help="folder for output notebooks (default: runs)")
     tour.add_argument("--out", default=None, help="folder for index.html (default: the runs folder)")
-    _add_parameter_option(tour)
+    add_parameter_option(tour)
     tour.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one running this Python)")
     tour.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     tour.set_defaults(func=_tour)

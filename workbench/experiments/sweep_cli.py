@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import add_parameter_option, parameter_pairs
 from .parameters import RawValue
 
 
@@ -19,15 +20,6 @@ def _grid(options: list[str]) -> dict[str, list[RawValue]]:
             raise ValueError(f"--grid {key} given twice; list all its values in one --grid {key}=V1,V2,...")
         grid[key] = [RawValue(v) for v in values]
     return grid
-
-
-def _fixed(pairs: list[list[str]]) -> dict[str, RawValue]:
-    out: dict[str, RawValue] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"-p {key} given twice")
-        out[key] = RawValue(value)
-    return out
 
 
 def _metrics(text: str | None) -> list[str]:
@@ -46,7 +38,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():  # missing metrics are reported below, one line each
         warnings.simplefilter("ignore", UserWarning)
-        result = sweep(args.notebook, _grid(args.grid), _fixed(args.parameters), out_dir=args.out,
+        result = sweep(args.notebook, _grid(args.grid), parameter_pairs(args.parameters), out_dir=args.out,
                        workers=args.workers,
                        dask_address=args.dask, metrics=_metrics(args.metrics), runs_dir=args.runs_dir,
                        kernel_name=args.kernel, retry_failed=args.retry_failed, dask_timeout=args.dask_timeout,
@@ -76,8 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="values of one parameter to sweep (repeatable; the runs are all combinations); values "
                         "are read as YAML/JSON literals unless the default is a string")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   dest="parameters", help="a parameter fixed for every run (repeatable)")
+    add_parameter_option(p)  # parameters fixed for every run
     p.add_argument("--workers", type=int, default=None, help="local runs at a time (default: CPU count)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run on this Dask scheduler (e.g. tcp://host:8786) instead of local processes")
