@@ -35,7 +35,7 @@ def test_unknown_policy_lists_known_names():
 
 
 def test_unknown_parameter_is_named():
-    with pytest.raises(ValueError, match="no parameter.*page_size"):
+    with pytest.raises(ValueError, match="no option.*page_size"):
         get_selector("h2o", budget=4, page_size=3)
 
 

@@ -9,7 +9,7 @@ def test_registry():
     drafter = get_drafter("prompt_lookup", max_ngram=2)
     assert isinstance(drafter, PromptLookupDrafter) and drafter.max_ngram == 2
     assert get_drafter(drafter) is drafter
-    with pytest.raises(ValueError, match="unknown drafter 'ngram'; known drafters: .*prompt_lookup"):
+    with pytest.raises(ValueError, match="unknown drafter 'ngram'; known: .*prompt_lookup"):
         get_drafter("ngram")
     with pytest.raises(ValueError, match="options can only be given with a drafter name"):
         get_drafter(drafter, max_ngram=3)

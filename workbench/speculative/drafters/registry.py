@@ -1,17 +1,17 @@
 """Drafters registered by name: `DRAFTERS[name]` is the class, `get_drafter(name, **options)` an instance."""
 from __future__ import annotations
 
+from workbench.registry import Registry
+
 from .base import Drafter
 
-DRAFTERS: dict[str, type[Drafter]] = {}
+DRAFTER_REGISTRY: Registry[type[Drafter]] = Registry("drafter", "workbench.speculative.drafters")
+DRAFTERS = DRAFTER_REGISTRY.entries
 
 
 def register_drafter(cls: type[Drafter]) -> type[Drafter]:
-    """Class decorator: register a Drafter subclass under its `name`."""
-    if not cls.name or cls.name in DRAFTERS:
-        raise ValueError(f"drafter name must be non-empty and unique, got {cls.name!r}")
-    DRAFTERS[cls.name] = cls
-    return cls
+    """Class decorator: register a Drafter subclass under its `name` attribute."""
+    return DRAFTER_REGISTRY.register()(cls)
 
 
 def get_drafter(name: str | Drafter, **options) -> Drafter:
@@ -20,6 +20,4 @@ def get_drafter(name: str | Drafter, **options) -> Drafter:
         if options:
             raise ValueError("options can only be given with a drafter name, not with a Drafter instance")
         return name
-    if name not in DRAFTERS:
-        raise ValueError(f"unknown drafter {name!r}; known drafters: {', '.join(sorted(DRAFTERS))}")
-    return DRAFTERS[name](**options)
+    return DRAFTER_REGISTRY.build(name, **options)

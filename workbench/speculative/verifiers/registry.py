@@ -1,23 +1,23 @@
 """Verifiers registered by name: `VERIFIERS[name]` is the class, `get_verifier(name, **options)` an instance."""
 from __future__ import annotations
 
+from workbench.registry import Registry
+
 from .base import Verifier
 
-VERIFIERS: dict[str, type[Verifier]] = {}
+VERIFIER_REGISTRY: Registry[type[Verifier]] = Registry("verifier", "workbench.speculative.verifiers")
+VERIFIERS = VERIFIER_REGISTRY.entries
 
 
 def register_verifier(cls: type[Verifier]) -> type[Verifier]:
-    """Class decorator: register a Verifier subclass under its `name`."""
-    if not cls.name or cls.name in VERIFIERS:
-        raise ValueError(f"verifier name must be non-empty and unique, got {cls.name!r}")
-    VERIFIERS[cls.name] = cls
-    return cls
+    """Class decorator: register a Verifier subclass under its `name` attribute."""
+    return VERIFIER_REGISTRY.register()(cls)
 
 
 def get_verifier(name: str | Verifier, **options) -> Verifier:
     """The verifier registered as `name` (an existing Verifier instance is returned as is)."""
     if isinstance(name, Verifier):
+        if options:
+            raise ValueError("options can only be given with a verifier name, not with a Verifier instance")
         return name
-    if name not in VERIFIERS:
-        raise ValueError(f"unknown verifier {name!r}; known verifiers: {', '.join(sorted(VERIFIERS))}")
-    return VERIFIERS[name](**options)
+    return VERIFIER_REGISTRY.build(name, **options)

@@ -14,9 +14,10 @@ class AttributionTab(ExplorerTab):
     """Controls: method, granularity, target text (empty: explain the greedy generation), new tokens."""
 
     def controls(self, lm: Any) -> list[Control]:
-        from workbench.attribution import GRANULARITIES, METHODS
+        from workbench.attribution import GRANULARITIES
+        from workbench.attribution.methods.registry import METHOD_REGISTRY
 
-        names = sorted(METHODS)
+        names = METHOD_REGISTRY.names()
         return [
             Control("method", "dropdown", "occlusion" if "occlusion" in names else names[0], options=names),
             Control("granularity", "dropdown", "token", options=list(GRANULARITIES)),

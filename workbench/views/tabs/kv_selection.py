@@ -55,9 +55,9 @@ class KVSelectionTab(ExplorerTab):
     """Controls: policy (the sparse registry), budget (tokens), layer, query head, decode step, new tokens."""
 
     def controls(self, lm: Any) -> list[Control]:
-        from workbench.sparse import SELECTORS
+        from workbench.sparse.registry import SELECTOR_REGISTRY
 
-        names = sorted(SELECTORS)
+        names = SELECTOR_REGISTRY.names()
         return [
             Control("policy", "dropdown", "quest" if "quest" in names else names[0], options=names),
             Control("budget", "slider", 16, label="budget (tokens)", min=1, max=1024, step=1),

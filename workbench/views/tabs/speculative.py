@@ -23,20 +23,21 @@ class SpeculativeTab(ExplorerTab):
     """`drafters`: extra {label: Drafter instance or registered name} offered beside the model-free ones."""
 
     def __init__(self, drafters: Mapping[str, Any] | None = None) -> None:
-        from workbench.speculative import DRAFTERS, Drafter
+        from workbench.speculative import Drafter
+        from workbench.speculative.drafters.registry import DRAFTER_REGISTRY
 
         self.extra: dict[str, Any] = {}
         for label, drafter in dict(drafters or {}).items():
-            if not isinstance(drafter, Drafter) and drafter not in DRAFTERS:
-                raise ValueError(f"drafters[{label!r}]: must be a Drafter or one of {sorted(DRAFTERS)}, "
+            if not isinstance(drafter, Drafter) and drafter not in DRAFTER_REGISTRY.names():
+                raise ValueError(f"drafters[{label!r}]: must be a Drafter or one of {DRAFTER_REGISTRY.names()}, "
                                  f"got {drafter!r}")
             self.extra[str(label)] = drafter
 
     def controls(self, lm: Any) -> list[Control]:
-        from workbench.speculative import VERIFIERS
+        from workbench.speculative.verifiers.registry import VERIFIER_REGISTRY
 
         drafters = list(dict.fromkeys([*MODEL_FREE, *self.extra]))
-        verifiers = sorted(VERIFIERS)
+        verifiers = VERIFIER_REGISTRY.names()
         return [
             Control("drafter", "dropdown", drafters[0], options=drafters),
             Control("verifier", "dropdown", "greedy" if "greedy" in verifiers else verifiers[0], options=verifiers),
@@ -46,7 +47,8 @@ class SpeculativeTab(ExplorerTab):
 
     def run(self, lm: Any, text: str, values: dict[str, Any], progress: Progress) -> list[Any]:
         from workbench.models.generation import prompt_ids
-        from workbench.speculative import VERIFIERS, speculative_generate
+        from workbench.speculative import speculative_generate
+        from workbench.speculative.verifiers.registry import VERIFIER_REGISTRY
         from workbench.speculative.recorder import DraftRecorder
         from workbench.speculative.view import speculative_view
 
@@ -55,7 +57,7 @@ class SpeculativeTab(ExplorerTab):
         ids = prompt_ids(lm, text)
         new, name = values["max_new_tokens"], values["drafter"]
         recorder = DraftRecorder(self.extra.get(name, name))
-        if VERIFIERS[values["verifier"]].needs_draft_probs and recorder.deterministic:
+        if VERIFIER_REGISTRY.get(values["verifier"]).needs_draft_probs and recorder.deterministic:
             raise ValueError(f"verifier: {values['verifier']!r} needs draft distributions, but drafter {name!r} "
                              "proposes deterministic drafts; use 'greedy' or 'deterministic_tree'")
         progress(0.0, f"lm.generate: {new} tokens")
