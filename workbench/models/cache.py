@@ -11,6 +11,10 @@ Edits, all in place (each returns the cache for chaining):
   `position_ids` to `LM.forward` (the default continues from `cache.length`, which no longer equals the next
   position).
 - `clone()` copies every tensor.
+- `expand(batch)` returns a new cache repeating a batch-1 cache `batch` times (views: no copy), e.g. to run B
+  different continuations after one shared prompt.
+
+`KVTraffic` counts the KV-cache bytes forward passes write and read (`LM.kv_traffic`; definition there).
 
 `positions` [B, S] records the position id of every cached slot (kept through crop and through gathers that
 keep the same slots in every layer and head; None once heads keep different slots). Sliding-window layers use
@@ -19,9 +23,47 @@ it to measure their window in positions under custom masks (tree attention) and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+@dataclass
+class KVTraffic:
+    """KV-cache bytes written and read by forward passes (`LM.forward` records every call).
+
+    With b = bytes one position takes in every layer (layers x 2 (K and V) x H_kv x head_dim x dtype size), a
+    forward of B rows feeding T new tokens over a cache holding P positions counts
+        written += B * T * b         the new tokens' keys and values, appended in every layer;
+        read    += B * (P + T) * b   every visible key and value read once per forward, as a fused attention
+                                     kernel streams them (the queries of one forward share the read).
+    This is the traffic of the cache itself, not of the attention arithmetic (a non-fused kernel rereads K/V
+    per query block). Sliding-window layers are counted like full layers (an upper bound), and a cache after
+    `gather` counts the positions it still holds. Reusing a cached prefix costs reads but no writes: that is
+    the saving KV reuse brings.
+    """
+
+    written: int = 0
+    read: int = 0
+
+    def record(self, batch: int, new: int, past: int, bytes_per_position: int) -> None:
+        self.written += batch * new * bytes_per_position
+        self.read += batch * (past + new) * bytes_per_position
+
+    def reset(self) -> None:
+        self.written = 0
+        self.read = 0
+
+    def snapshot(self) -> KVTraffic:
+        """A copy of the current values (subtract two snapshots to measure a region of code)."""
+        return KVTraffic(self.written, self.read)
+
+    def __sub__(self, other: KVTraffic) -> KVTraffic:
+        return KVTraffic(self.written - other.written, self.read - other.read)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class KVCache:
@@ -170,6 +212,32 @@ class KVCache:
         if len(ks) > 1:
             raise ValueError(f"gather: every layer must keep the same number of positions K, got {sorted(ks)}")
         return [idx.long() for idx in per_layer]
+
+    def expand(self, batch: int) -> KVCache:
+        """A new cache whose `batch` rows all repeat this batch-1 cache (this cache is left as it is).
+
+        The rows are views of the same tensors (no copy). That is safe with every edit here and with
+        `LM.forward`, which all build new tensors (a forward appends by concatenation, so it never writes into
+        the shared storage); call `clone()` on the result for rows you mean to modify in place. An empty cache
+        gives an empty cache; a cache that already has `batch` rows gives an independent wrapper of the same
+        tensors.
+        """
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"expand: batch must be an int >= 1, got {batch!r}")
+        current = self.batch_size
+        if current not in (None, 1, batch):
+            raise ValueError(f"expand: only a batch-1 cache can be expanded; this one has {current} rows "
+                             f"(asked for {batch})")
+        out = KVCache(self.num_layers)
+        if current is None:
+            return out
+        for src, dst in zip(self.hf.layers, out.hf.layers):
+            if src.is_initialized and src.keys is not None:
+                dst.lazy_initialization(src.keys, src.values)
+                dst.keys = src.keys.expand(batch, -1, -1, -1)
+                dst.values = src.values.expand(batch, -1, -1, -1)
+        out.positions = None if self.positions is None else self.positions.clone()
+        return out
 
     def clone(self) -> KVCache:
         """An independent copy (every tensor cloned)."""

@@ -10,11 +10,17 @@ Gradients: `forward` runs under torch.no_grad unless gradients are wanted: `grad
 autograd exactly when `inputs_embeds` requires grad (e.g. `e = lm.embed(ids).detach().requires_grad_()`),
 `grad=True` forces it on, `grad=False` forces it off.
 
-Every forward adds one call and batch x new tokens to `lm.counters`.
+Every forward adds one call and batch x new tokens to `lm.counters`, and its KV-cache bytes to `lm.kv_traffic`
+(written: the new tokens' keys and values; read: every visible cached position once; see cache.KVTraffic).
+
+`logits_to_keep` (int n: the last n fed positions; or a 1-D tensor / list of fed-position indices) computes
+logits only there: a long prompt's [B, T, V] logits (V ~ 50k) are what exhausts memory otherwise.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
+import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,7 @@ from typing import Any
 import torch
 
 from workbench.models import attention as attention_mod
-from workbench.models.cache import KVCache
+from workbench.models.cache import KVCache, KVTraffic
 from workbench.models.counters import Counters
 from workbench.models.masks import causal_mask, sliding_window_mask, to_additive_mask
 from workbench.models.options import parse_device, parse_dtype
@@ -46,6 +52,7 @@ class LM:
         self.max_context: int = int(text.max_position_embeddings)
         self.vocab_size: int = int(text.vocab_size)
         self.counters = Counters()
+        self.kv_traffic = KVTraffic()
         self._base = getattr(model, model.base_model_prefix)
         self._layers = self._base.layers
         self._attention_modules = attention_mod.attention_modules(model)
@@ -56,6 +63,7 @@ class LM:
             )
         layer_types = list(getattr(text, "layer_types", None) or [])
         self._sliding_window = getattr(text, "sliding_window", None) if "sliding_attention" in layer_types else None
+        self._head_keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -96,6 +104,11 @@ class LM:
             f"context={self.max_context}, {self.dtype}, {self.device})"
         )
 
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys and values one token occupies in the KV cache, all layers: layers x 2 x H_kv x D x dtype."""
+        return self.num_layers * 2 * self.num_kv_heads * self.head_dim * self.dtype.itemsize
+
     def new_cache(self) -> KVCache:
         """An empty KV cache for this model."""
         return KVCache(self.num_layers)
@@ -127,6 +140,7 @@ class LM:
         exit_layer: int | None = None,
         inputs_embeds: torch.Tensor | None = None,
         grad: bool | None = None,
+        logits_to_keep: int | Sequence[int] | torch.Tensor | None = None,
     ) -> ForwardOutput:
         """Run the model on new tokens, extending `cache` in place (a new cache when None).
 
@@ -139,6 +153,9 @@ class LM:
         exit_layer k in [0, num_layers]: logits = unembed(hidden_states[k]) (early exit / logit lens). All layers
             still run so the cache stays consistent; k = num_layers equals the normal logits.
         grad: None = autograd only if inputs_embeds requires grad; True / False force it.
+        logits_to_keep: None = logits for every fed position [B, T, V]; an int n in [1, T] = the last n positions
+            [B, n, V]; a 1-D int tensor or list of K indices in [0, T) (in the order given) = those positions
+            [B, K, V]. Only the kept rows go through the LM head (also with exit_layer); the rest is unchanged.
         """
         ids, embeds, batch, new = self._inputs(input_ids, inputs_embeds)
         if cache is None:
@@ -155,10 +172,12 @@ class LM:
         if exit_layer is not None and (isinstance(exit_layer, bool) or not isinstance(exit_layer, int)
                                        or not 0 <= exit_layer <= self.num_layers):
             raise ValueError(f"exit_layer must be None or an int in [0, {self.num_layers}], got {exit_layer!r}")
+        keep = self._keep(logits_to_keep, new)
         if grad is None:
             grad = inputs_embeds is not None and inputs_embeds.requires_grad
 
         self.counters.record(batch * new)
+        self.kv_traffic.record(batch, new, past, self.kv_bytes_per_token)
         want_hidden = output_hidden_states or exit_layer is not None
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
@@ -169,12 +188,18 @@ class LM:
                 input_ids=ids, inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
                 past_key_values=cache.hf, use_cache=True, output_attentions=output_attentions,
             )
-            if exit_layer is None:
+            if exit_layer is None and (keep is None or self._head_keeps_logits):
+                if keep is not None:
+                    kwargs["logits_to_keep"] = keep
                 result = self.model(**kwargs)
                 logits = result.logits
+            elif exit_layer is None:  # a head without logits_to_keep: slice its output
+                result = self.model(**kwargs)
+                logits = result.logits[:, keep]
             else:
                 result = self._base(**kwargs)
-                logits = self.unembed(captured[exit_layer])
+                hidden_at_exit = captured[exit_layer]
+                logits = self.unembed(hidden_at_exit if keep is None else hidden_at_exit[:, keep])
         cache.record_positions(positions)
         attentions = tuple(result.attentions) if output_attentions and result.attentions is not None else None
         hidden = tuple(captured) if output_hidden_states else None
@@ -247,6 +272,30 @@ class LM:
                 f"got {tuple(inputs_embeds.shape)}"
             )
         return None, embeds.to(self.device), embeds.shape[0], embeds.shape[1]
+
+    def _keep(self, logits_to_keep, new: int) -> torch.Tensor | None:
+        """logits_to_keep as a 1-D long tensor of fed-position indices (None: keep all)."""
+        if logits_to_keep is None:
+            return None
+        if isinstance(logits_to_keep, bool):
+            raise ValueError(f"logits_to_keep must be None, an int in [1, {new}] or 1-D position indices, got a bool")
+        if isinstance(logits_to_keep, numbers.Integral):
+            logits_to_keep = int(logits_to_keep)
+            if not 1 <= logits_to_keep <= new:
+                raise ValueError(f"logits_to_keep must be an int in [1, {new}] (the number of fed tokens), "
+                                 f"got {logits_to_keep}")
+            return torch.arange(new - logits_to_keep, new, device=self.device)
+        try:
+            keep = torch.as_tensor(logits_to_keep, device=self.device)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"logits_to_keep must be None, an int or 1-D position indices: {exc}") from None
+        if keep.is_floating_point() or keep.dtype == torch.bool or keep.ndim != 1 or keep.numel() == 0:
+            raise ValueError(f"logits_to_keep must be a non-empty 1-D tensor of int positions in [0, {new}), got "
+                             f"dtype {keep.dtype} and shape {tuple(keep.shape)}")
+        if int(keep.min()) < 0 or int(keep.max()) >= new:
+            raise ValueError(f"logits_to_keep positions must lie in [0, {new}) (the fed tokens), got values in "
+                             f"[{int(keep.min())}, {int(keep.max())}]")
+        return keep.long()
 
     def _positions(self, position_ids, batch: int, new: int, past: int) -> torch.Tensor:
         if position_ids is None:
