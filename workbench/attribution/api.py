@@ -48,6 +48,8 @@ def attribute(lm: Any, prompt: str, target: Any = None, method: str = "saliency"
     attributor.check(placeholder)
 
     before = lm.counters.snapshot()
+    traffic = getattr(lm, "kv_traffic", None)  # duck-typed models may not count KV bytes
+    kv_before = traffic.snapshot() if traffic is not None else None
     resolved = resolve(lm, spec, text.prefix_ids + text.ids)
     problem = Problem(lm, text, units, resolved)
     output = attributor.run(problem, progress=progress)
@@ -55,6 +57,7 @@ def attribute(lm: Any, prompt: str, target: Any = None, method: str = "saliency"
     if attributor.level == "token" and spans != "token":
         matrix = matrix @ problem.aggregation()
     spent = lm.counters.snapshot() - before
+    kv = traffic.snapshot() - kv_before if traffic is not None else None
     cost = Cost(
         forward_passes=spent.forward_calls,
         backward_passes=output.backward_passes,
@@ -62,6 +65,8 @@ def attribute(lm: Any, prompt: str, target: Any = None, method: str = "saliency"
         evaluations=output.evaluations,
         seconds=time.perf_counter() - start,
         device=str(lm.device),
+        kv_bytes_written=kv.written if kv is not None else 0,
+        kv_bytes_read=kv.read if kv is not None else 0,
     )
     extras = dict(output.extras)
     if resolved.generation:

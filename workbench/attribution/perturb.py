@@ -18,6 +18,12 @@ Cost savings, all exact (no approximation):
   attention is causal these equal what a full recompute gives. With several continuations (contrastive
   targets) the perturbed prompt is fed once and each continuation runs on its own clone of that cache.
   `reused_tokens` counts the (input, position) pairs served from the shared cache instead of recomputed.
+- logits only where scored: each forward computes logits at the positions that predict target tokens
+  (`LM.forward(logits_to_keep=...)`), not at every prompt position ([B, T, V] floats for a long prompt).
+
+Memory: batches are split so that rows x the estimated bytes of one row stays under `memory_budget`
+(workbench.attribution.chunking; default max(1 GiB, 2 x the model's parameter bytes)), at most `batch_size`
+rows. Chunks follow the sorted order, so early chunks (short suffixes to feed) are larger than late ones.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.attribution.chunking import plan_chunks, resolve_budget, row_bytes
 from workbench.attribution.problem import Problem
 
 BASELINES = ("pad", "zero")
@@ -74,28 +81,14 @@ def baseline_embedding(problem: Problem, baseline: str | int) -> torch.Tensor:
     return problem.embed([token])[0, 0]
 
 
-def prefix_cache(lm: Any, base: Any, length: int, batch: int) -> Any:
-    """A new KVCache holding the first `length` positions of `base` (batch 1), expanded to `batch` rows."""
-    cache = lm.new_cache()
-    if length == 0:
-        return cache
-    for src, dst in zip(base.hf.layers, cache.hf.layers):
-        keys = src.keys[:, :, :length]
-        values = src.values[:, :, :length]
-        dst.lazy_initialization(keys, values)
-        dst.keys = keys.expand(batch, -1, -1, -1)
-        dst.values = values.expand(batch, -1, -1, -1)
-    cache.positions = None if base.positions is None else base.positions[:, :length].clone()
-    return cache
-
-
 class PerturbationValue:
     """v(keep-masks [M, F] over units) -> scores [M, R] (float64), with memo, batching and KV reuse."""
 
     def __init__(self, problem: Problem, baseline: str | int = "pad", batch_size: int = 16,
-                 reuse_prefix: bool = True, progress: bool = False):
+                 reuse_prefix: bool = True, progress: bool = False, memory_budget: int | None = None):
         self.problem = problem
         self.batch_size = batch_size
+        self.memory_budget = resolve_budget(problem.lm, memory_budget)
         self.reuse_prefix = reuse_prefix
         self.progress = progress
         self.source = problem.source_embeds()
@@ -124,7 +117,8 @@ class PerturbationValue:
         token_keep = p.unit_token_mask(np.stack([mask for _, mask in items]))
         first = np.where(token_keep.all(1), p.n_tokens, (~token_keep).argmax(1)) + p.n_prefix
         order = np.argsort(-first, kind="stable")  # longest shared prefix first
-        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        starts = np.minimum(first[order], p.prompt_len - 1) if self.reuse_prefix else np.zeros(len(order), int)
+        chunks = [order[c] for c in plan_chunks(starts, self.batch_size, self._fits)]
         bar = None
         if self.progress and len(chunks) > 1:
             from tqdm.auto import tqdm
@@ -142,6 +136,13 @@ class PerturbationValue:
         if bar is not None:
             bar.close()
 
+    def _fits(self, rows: int, start: int) -> bool:
+        """Whether `rows` inputs fed from position `start` stay within the memory budget."""
+        p = self.problem
+        longest = max(len(c) for c in p.target.continuations)
+        fed = p.prompt_len - start + longest
+        return rows * row_bytes(p.lm, fed, p.prompt_len + longest, longest + 1) <= self.memory_budget
+
     def _run(self, keep: np.ndarray, start: int) -> np.ndarray:
         """Scores of a batch of token keep-masks [b, n], feeding the model from position `start` on."""
         p, lm = self.problem, self.problem.lm
@@ -149,21 +150,21 @@ class PerturbationValue:
         keep_t = torch.as_tensor(keep, device=self.source.device)[..., None]
         source = torch.where(keep_t, self.source, self.fill)  # [b, n, hidden]
         full = p.full_embeds(source, [])[:, start:]  # prefix + source from `start`
-        cache = prefix_cache(lm, self._base(), start, batch) if start > 0 else lm.new_cache()
+        cache = self._base().expand(batch).crop(start) if start > 0 else lm.new_cache()
         conts = p.target.continuations
-        offset = p.prompt_len - 1 - start  # index (in the fed block) of the last prompt position
         logits = []
         if len(conts) == 1:
             fed = torch.cat([full, p.embed(conts[0]).expand(batch, -1, -1)], 1) if conts[0] else full
-            logits.append(lm.forward(inputs_embeds=fed, cache=cache).logits[:, offset:])
+            logits.append(kept_logits(lm, fed, cache, len(conts[0]) + 1))
         else:
-            last = lm.forward(inputs_embeds=full, cache=cache).logits[:, offset:]
+            last = kept_logits(lm, full, cache, 1)  # predicts each continuation's first token
             for cont in conts:
-                if not cont:
+                if cont:
+                    out = kept_logits(lm, p.embed(cont).expand(batch, -1, -1), cache, len(cont))
+                    cache.crop(p.prompt_len)  # back to the perturbed prompt for the next continuation
+                    logits.append(torch.cat([last, out], 1))
+                else:
                     logits.append(last)
-                    continue
-                out = lm.forward(inputs_embeds=p.embed(cont).expand(batch, -1, -1), cache=cache.clone())
-                logits.append(torch.cat([last, out.logits], 1))
         with torch.no_grad():
             return p.target.score(logits).double().cpu().numpy()
 
@@ -172,5 +173,10 @@ class PerturbationValue:
         if self._base_cache is None:
             p = self.problem
             self._base_cache = p.lm.new_cache()
-            p.lm.forward(inputs_embeds=p.full_embeds(self.source, []), cache=self._base_cache)
+            p.lm.forward(inputs_embeds=p.full_embeds(self.source, []), cache=self._base_cache, logits_to_keep=1)
         return self._base_cache
+
+
+def kept_logits(lm, embeds: torch.Tensor, cache, keep: int) -> torch.Tensor:
+    """Logits [B, keep, V] of the last `keep` fed positions (sliced again for models that return them all)."""
+    return lm.forward(inputs_embeds=embeds, cache=cache, logits_to_keep=keep).logits[:, -keep:]

@@ -128,14 +128,16 @@ class Problem:
         """Target scores [B, R] for source embeddings [B, n, hidden], one full forward per continuation.
 
         Differentiable w.r.t. `source` when it requires grad. With output_attentions, also the attentions of
-        the first continuation's forward (per layer [B, H, T, T]).
+        the first continuation's forward (per layer [B, H, T, T]). Logits are computed only at the positions
+        that predict continuation tokens (and the one after the last), never over the whole prompt.
         """
         logits, attentions = [], None
-        start = self.prompt_len - 1
         for k, cont in enumerate(self.target.continuations):
             want = output_attentions and k == 0
-            out = self.lm.forward(inputs_embeds=self.full_embeds(source, cont), output_attentions=want)
-            logits.append(out.logits[:, start:])
+            keep = len(cont) + 1  # the last prompt position and the continuation's: all the score reads
+            out = self.lm.forward(inputs_embeds=self.full_embeds(source, cont), output_attentions=want,
+                                  logits_to_keep=keep)
+            logits.append(out.logits[:, -keep:])
             if want:
                 attentions = out.attentions
         return self.target.score(logits), attentions

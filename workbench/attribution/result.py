@@ -12,9 +12,17 @@ from workbench.attribution.units import Unit
 
 @dataclass
 class Cost:
-    """What an attribution cost. forward_passes / tokens_processed come from the model's counters (a batch of
-    B inputs of T new tokens is one pass and B * T tokens), including the greedy generation for target=None;
-    evaluations counts inputs scored (batch rows); seconds is wall time of the whole call."""
+    """What an attribution cost.
+
+    forward_passes / tokens_processed come from the model's counters (a batch of B inputs of T new tokens is
+    one pass and B * T tokens), including the greedy generation for target=None; evaluations counts inputs
+    scored (batch rows); seconds is wall time of the whole call.
+    kv_bytes_written / kv_bytes_read: KV-cache traffic of the same forward passes (`LM.kv_traffic`, defined in
+    workbench.models.cache.KVTraffic). With b = layers x 2 x H_kv x head_dim x dtype bytes per position, a
+    pass of B rows feeding T new tokens over P cached positions writes B * T * b and reads B * (P + T) * b
+    (every visible key and value once). KV-cache reuse shows as reads without writes. 0 for models that do
+    not count it.
+    """
 
     forward_passes: int = 0
     backward_passes: int = 0
@@ -22,15 +30,29 @@ class Cost:
     evaluations: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    kv_bytes_written: int = 0
+    kv_bytes_read: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"forward_passes": int(self.forward_passes), "backward_passes": int(self.backward_passes),
                 "tokens_processed": int(self.tokens_processed), "evaluations": int(self.evaluations),
-                "seconds": float(self.seconds), "device": self.device}
+                "seconds": float(self.seconds), "device": self.device,
+                "kv_bytes_written": int(self.kv_bytes_written), "kv_bytes_read": int(self.kv_bytes_read)}
 
     def __str__(self) -> str:
         return (f"{self.forward_passes} forward, {self.backward_passes} backward, {self.tokens_processed} tokens, "
-                f"{self.evaluations} evaluations, {self.seconds:.2f} s on {self.device}")
+                f"{self.evaluations} evaluations, {self.seconds:.2f} s on {self.device}, "
+                f"KV {format_bytes(self.kv_bytes_written)} written, KV {format_bytes(self.kv_bytes_read)} read")
+
+
+def format_bytes(n: int) -> str:
+    """Bytes in binary units: 512 B, 1.5 KiB, 3.2 MiB, 1.1 GiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    value, k = float(n), 0
+    while abs(value) >= 1024 and k < len(units) - 1:
+        value /= 1024
+        k += 1
+    return f"{int(n)} B" if k == 0 else f"{value:.1f} {units[k]}"
 
 
 @dataclass

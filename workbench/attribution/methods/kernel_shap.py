@@ -16,6 +16,9 @@ Minimum samples: the regression has F - 1 unknowns after elimination, so at leas
 the empty and full ones plus F - 1 sampled (`samples >= F - 1`); a coalition and its complement give the same
 regression row up to sign, so with `paired` sampling `samples >= 2 (F - 1)`. Repeated coalitions are run once
 (the value function memoizes them).
+
+Coalitions run `batch_size` at a time, fewer when a batch would exceed `memory_budget` bytes (default and
+estimate: workbench.attribution.chunking).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workbench.attribution.chunking import check_budget
 from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
@@ -127,6 +131,7 @@ class KernelShap(Attributor):
     batch_size: int = 16
     seed: int = 0
     reuse_prefix: bool = True
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.samples, "samples", 1)
@@ -135,6 +140,7 @@ class KernelShap(Attributor):
             if not isinstance(getattr(self, name), bool):
                 raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.baseline = check_baseline(self.baseline)
+        self.memory_budget = check_budget(self.memory_budget)
         check_int(self.batch_size, "batch_size", 1)
         check_int(self.seed, "seed", 0)
 
@@ -150,7 +156,8 @@ class KernelShap(Attributor):
         check_baseline_for(problem, self.baseline)
 
     def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
-        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress)
+        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress,
+                                  self.memory_budget)
         rng = np.random.default_rng(self.seed)
         estimate, stderr, rank = kernel_shap(value, problem.n_units, self.samples, rng, self.paired, self.bootstrap)
         ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))

@@ -3,7 +3,8 @@ through Representation Erasure", for text).
 
 attribution[r, u] = score_r(x) - score_r(x with unit u replaced by the baseline): one perturbation per unit
 (the unit's tokens replaced together, see workbench.attribution.units), plus the unperturbed input. Every
-target row is scored from one teacher-forced pass per perturbation; perturbations run `batch_size` at a time;
+target row is scored from one teacher-forced pass per perturbation; perturbations run `batch_size` at a time
+(fewer on long prompts, so that a batch stays within `memory_budget` bytes: workbench.attribution.chunking);
 with `reuse_prefix` the unperturbed prompt's KV cache before each batch's first occluded token is reused
 (exactly what is reused: workbench.attribution.perturb). Cost: n_units + 1 model evaluations.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workbench.attribution.chunking import check_budget
 from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
@@ -34,9 +36,11 @@ class Occlusion(Attributor):
     baseline: str | int = "pad"
     batch_size: int = 16
     reuse_prefix: bool = True
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         self.baseline = check_baseline(self.baseline)
+        self.memory_budget = check_budget(self.memory_budget)
         check_int(self.batch_size, "batch_size", 1)
         if not isinstance(self.reuse_prefix, bool):
             raise InputTypeError(f"reuse_prefix must be True or False, got {self.reuse_prefix!r}")
@@ -45,7 +49,8 @@ class Occlusion(Attributor):
         check_baseline_for(problem, self.baseline)
 
     def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
-        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress)
+        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress,
+                                  self.memory_budget)
         f = problem.n_units
         masks = np.ones((f + 1, f), dtype=bool)
         masks[np.arange(1, f + 1), np.arange(f)] = False

@@ -12,6 +12,9 @@ Standard error: with antithetic pairs the samples are the per-pair means of the 
 (independent across pairs), so the estimate is their mean and its standard error std(ddof=1) / sqrt(pairs);
 without, the per-permutation marginal contributions. Hence at least 2 samples: permutations >= 4 (antithetic,
 even) or >= 2.
+
+Coalitions run `batch_size` at a time, fewer when a batch would exceed `memory_budget` bytes (default and
+estimate: workbench.attribution.chunking).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workbench.attribution.chunking import check_budget
 from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
@@ -72,6 +76,7 @@ class Shapley(Attributor):
     batch_size: int = 16
     seed: int = 0
     reuse_prefix: bool = True
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.antithetic, bool):
@@ -80,6 +85,7 @@ class Shapley(Attributor):
         if self.antithetic and self.permutations % 2:
             raise ValueError(f"permutations must be even with antithetic=True (pairs), got {self.permutations}")
         self.baseline = check_baseline(self.baseline)
+        self.memory_budget = check_budget(self.memory_budget)
         check_int(self.batch_size, "batch_size", 1)
         check_int(self.seed, "seed", 0)
         if not isinstance(self.reuse_prefix, bool):
@@ -89,7 +95,8 @@ class Shapley(Attributor):
         check_baseline_for(problem, self.baseline)
 
     def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
-        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress)
+        value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress,
+                                  self.memory_budget)
         rng = np.random.default_rng(self.seed)
         estimate, stderr = permutation_shapley(value, problem.n_units, self.permutations, rng, self.antithetic)
         full = value(np.ones((1, problem.n_units), dtype=bool))[0]
