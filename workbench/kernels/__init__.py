@@ -20,11 +20,14 @@ from workbench.kernels.dispatch import (
     list_ops,
     register,
 )
+from workbench.kernels.quest_pages import quest_page_bounds, quest_page_scores
 from workbench.kernels.sparse_decode_attention import (
     sparse_decode_attention,
     sparse_decode_attention_cupy,
     sparse_decode_attention_reference,
 )
+from workbench.kernels.tokenselect_votes import tokenselect_votes
+from workbench.kernels.topk_select import topk_select
 
 __all__ = [
     "BACKENDS",
@@ -38,8 +41,12 @@ __all__ = [
     "dispatch",
     "get_op",
     "list_ops",
+    "quest_page_bounds",
+    "quest_page_scores",
     "register",
     "sparse_decode_attention",
     "sparse_decode_attention_cupy",
     "sparse_decode_attention_reference",
+    "tokenselect_votes",
+    "topk_select",
 ]
