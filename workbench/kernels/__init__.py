@@ -28,6 +28,11 @@ from workbench.kernels.sparse_decode_attention import (
 )
 from workbench.kernels.tokenselect_votes import tokenselect_votes
 from workbench.kernels.topk_select import topk_select
+from workbench.kernels.tree_attention import (
+    tree_attention,
+    tree_attention_cupy,
+    tree_attention_reference,
+)
 
 __all__ = [
     "BACKENDS",
@@ -49,4 +54,7 @@ __all__ = [
     "sparse_decode_attention_reference",
     "tokenselect_votes",
     "topk_select",
+    "tree_attention",
+    "tree_attention_cupy",
+    "tree_attention_reference",
 ]
