@@ -36,7 +36,7 @@ def lm():
     return LM(model, tok)
 
 
-def _brute(lm: LM, x: bytes, validity: str, context: list[int]) -> np.ndarray:
+def _brute(lm: LM, x: bytes, validity: str, context: list[int], encode=None) -> np.ndarray:
     """[257]: P(text starts with x + b) for every byte b, and P(text == x, then EOS), by depth-first enumeration
     of token sequences over the whole vocabulary (every prefix scored from scratch, no KV cache), summing each
     sequence that first reaches past x (its last token spells byte len(x)); validity is checked on whole
@@ -51,8 +51,13 @@ def _brute(lm: LM, x: bytes, validity: str, context: list[int]) -> np.ndarray:
             logits = lm.model(torch.tensor([context + seq])).logits[0, -1].double()
         return torch.log_softmax(logits, -1).numpy()
 
+    encode = encode or tok.encode_bytes
+
     def valid(seq: list[int]) -> bool:
-        return validity == "all" or tok.encode_bytes(b"".join(pieces[t] for t in seq)) == seq
+        if validity == "all":
+            return True
+        enc = encode(b"".join(pieces[t] for t in seq))
+        return enc is None or enc == seq  # None: the tokenizer cannot encode these bytes (not UTF-8)
 
     def walk(seq: list[int], spelled: bytes, logp: float) -> None:
         lp = logprobs(seq)
@@ -184,3 +189,98 @@ def test_bad_input(lm):
         blm.generate(b"a", temperature=-1)
     with pytest.raises(ValueError, match="back"):
         token_healing_generate(blm, b"ab", back=0)
+
+
+# ---- the fast byte-level BPE encoder (bytelevel_bpe.py) against the tokenizers backend ----------------------
+TAILS = [b"", b"def tokenize(text):\n    return [tok", b"you'", b"we'l", b"it'", b"x = 12", b"   \n    \n  ",
+         b"a \t", b"\n\n", b"caf\xc3", b"caf\xc3\xa9", "日本語の".encode(), "a\u00a0\u3000\x1c\x0b\x85 b\u2028".encode(),
+         b"hello <|endof", b"<|im_start|>hi", b"end<|endoftext|>", b"  ", b"'", b"x=1.", b"\xf0\x9f\x98"]
+
+
+def _backend_encodings(backend, datas):
+    out = []
+    for d in datas:
+        try:
+            out.append(list(backend.encode(d.decode("utf-8"), add_special_tokens=False).ids))
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
+
+
+def test_fast_encoder_equals_backend_after_many_tails(byte_bpe):
+    from workbench.tokenization.bytelevel_bpe import from_hf_tokenizer
+    from workbench.tokenization.hf import HFTokenizer
+
+    tok = HFTokenizer(byte_bpe)
+    enc = from_hf_tokenizer(tok)
+    assert enc is not None
+    pieces = [tok.token_bytes(i) for i in range(tok.vocab_size) if i not in tok.special_ids]
+    pieces += [b"<|endoftext|>", b"text|>", b"|>", b"'ll", b"ll", b" \n", b"\xa9", b"\x80abc"]
+    for tail in TAILS:
+        expected = _backend_encodings(byte_bpe, [tail + p for p in pieces])
+        assert enc.encode_after(tail, pieces) == expected, tail
+        assert enc.batch([tail + p for p in pieces]) == expected, tail
+
+
+def test_fast_encoder_only_for_gpt2_style_tokenizers(metaspace_bpe, normalizing_bpe, byte_bpe):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    from workbench.tokenization.bytelevel_bpe import from_hf_tokenizer
+
+    assert from_hf_tokenizer(metaspace_bpe) is None
+    assert from_hf_tokenizer(normalizing_bpe) is None
+    prefixed = Tokenizer.from_str(byte_bpe.to_str())
+    prefixed.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    assert from_hf_tokenizer(prefixed) is None
+    assert from_hf_tokenizer(byte_bpe) is not None
+
+
+@pytest.fixture(scope="module")
+def hf_lm(byte_bpe):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from workbench.tokenization.hf import HFTokenizer
+
+    tok = HFTokenizer(byte_bpe, eos_token="<|endoftext|>")
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                         eos_token_id=tok.eos_id, bos_token_id=None, pad_token_id=None, tie_word_embeddings=False)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float64, attn_implementation="sdpa").eval()
+    return LM(model, tok)
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_fast_encoder_same_distributions_as_backend(hf_lm, window):
+    fast = ByteLevelLM(hf_lm, canonical_window=window)
+    slow = ByteLevelLM(hf_lm, canonical_window=window, fast_encoder=False)
+    assert hasattr(fast._encoder, "encode_after") and not hasattr(slow._encoder, "encode_after")
+    for prefix in (b"", b"def tok", b"    return [to", b"you'", b"caf\xc3\xa9", b"x = 1"):
+        a, b = fast.next_byte_distribution(prefix), slow.next_byte_distribution(prefix)
+        assert a.num_covers == b.num_covers
+        np.testing.assert_array_equal(a.probs, b.probs)
+        assert a.log_mass == b.log_mass
+    assert fast.generate(b"def tok", max_new_bytes=4) == slow.generate(b"def tok", max_new_bytes=4)
+
+
+def test_fast_encoder_matches_brute_force(hf_lm, byte_bpe):
+    """Canonical validity checked on whole sequences with the backend itself, as in _brute."""
+    blm = ByteLevelLM(hf_lm)
+    prefix = b"de"
+    dist = blm.next_byte_distribution(prefix)
+    brute = _brute(hf_lm, prefix, "canonical", blm.context_ids,
+                   encode=lambda data: _backend_encodings(byte_bpe, [data])[0])
+    np.testing.assert_allclose(np.exp(dist.log_mass) * dist.probs, brute, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_fast_encoder_equals_backend_on_the_default_tokenizer():
+    from workbench.tokenization import load_tokenizer
+    from workbench.tokenization.bytelevel_bpe import from_hf_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    enc = from_hf_tokenizer(tok)
+    assert enc is not None
+    pieces = [tok.token_bytes(i) for i in range(tok.vocab_size) if i not in tok.special_ids]
+    for tail in (b"    for idx, el", b"we'l"):
+        assert enc.encode_after(tail, pieces) == _backend_encodings(tok.backend, [tail + p for p in pieces])

@@ -34,6 +34,10 @@ deterministic tokenizer can produce, since a model trained on tokenized data giv
     whenever the tokenizer's pre-tokenization and merges do not reach back further than that).
     Byte strings that are not valid UTF-8 are checked on the bytes for byte-level tokenizers (`encode_bytes` or
     the byte tokenizer); other tokenizers can only encode text, so such a candidate is counted as valid.
+    Speed: the check encodes `tail + bytes(t)` for every candidate t (the whole vocabulary once per byte). For HF
+    byte-level BPE tokenizers with the GPT-2 pre-tokenizer (the default model's), `fast_encoder=True` (default)
+    does this with bytelevel_bpe.py (the same encodings, rescanning only the tail's last pre-token; ~4x faster
+    than `encode_batch` in the byte-level FIM benchmark's profile); other tokenizers use their backend.
   - "all": every sequence of non-special tokens is valid (the raw model's exact marginal; exponential in
     len(x), for short strings and tests). Here the 257 probabilities sum to exactly 1.
 
@@ -97,12 +101,14 @@ class ByteLevelLM:
     """A tokenized `LM` viewed as a distribution over bytes (see the module docstring)."""
 
     def __init__(self, lm: Any, *, validity: str = "canonical", context_ids: Sequence[int] | None = None,
-                 canonical_window: int | None = None) -> None:
+                 canonical_window: int | None = None, fast_encoder: bool = True) -> None:
         if validity not in VALIDITY:
             raise ValueError(f"validity must be one of {list(VALIDITY)}, got {validity!r}")
         if canonical_window is not None and (isinstance(canonical_window, bool)
                                              or not isinstance(canonical_window, int) or canonical_window < 1):
             raise ValueError(f"canonical_window must be None or an int >= 1, got {canonical_window!r}")
+        if not isinstance(fast_encoder, bool):
+            raise InputTypeError(f"fast_encoder must be True or False, got {fast_encoder!r}")
         tok = lm.tokenizer
         if context_ids is None:
             start = tok.bos_id if tok.bos_id is not None else tok.eos_id
@@ -140,7 +146,7 @@ class ByteLevelLM:
                 prefixes.setdefault(piece[:k], []).append(int(i))
         self._starting = {k: np.array(v, dtype=np.int64) for k, v in prefixes.items()}
         self._ids_by_bytes = {self.token_bytes[int(i)]: int(i) for i in self.byte_ids}
-        self._encoder, self._byte_exact = _byte_encoder(tok)
+        self._encoder, self._byte_exact = _byte_encoder(tok, fast_encoder)
         self._root: tuple[list[int], Any, np.ndarray, list[float]] | None = None  # ids, cache, logprobs, cum logp
         self.forward_tokens = 0
 
@@ -163,8 +169,12 @@ class ByteLevelLM:
                     break
         head = list(base[start_tok:])
         tail_bytes = base_bytes[start_byte:]
-        datas = [tail_bytes + self.token_bytes[int(t)] for t in candidates]
-        encoded = self._encoder.batch(datas) if hasattr(self._encoder, "batch") else [self._encoder(d) for d in datas]
+        if hasattr(self._encoder, "encode_after"):
+            encoded = self._encoder.encode_after(tail_bytes, [self.token_bytes[int(t)] for t in candidates])
+        else:
+            datas = [tail_bytes + self.token_bytes[int(t)] for t in candidates]
+            encoded = self._encoder.batch(datas) if hasattr(self._encoder, "batch") else \
+                [self._encoder(d) for d in datas]
         return np.array([enc is None or enc == head + [int(t)] for enc, t in zip(encoded, candidates)], dtype=bool)
 
     # ---- the bases (tree nodes) ------------------------------------------------------------------------------
@@ -332,9 +342,10 @@ class ByteLevelLM:
         return out
 
 
-def _byte_encoder(tok: Any) -> tuple[Callable[[bytes], list[int] | None], bool]:
+def _byte_encoder(tok: Any, fast: bool = True) -> tuple[Callable[[bytes], list[int] | None], bool]:
     """bytes -> the tokenizer's encoding (None when it cannot encode them), and whether it is byte-exact."""
     from workbench.tokenization.bpe import BPETokenizer
+    from workbench.tokenization.bytelevel_bpe import from_hf_tokenizer
     from workbench.tokenization.bytes import ByteTokenizer
 
     if isinstance(tok, BPETokenizer):
@@ -343,6 +354,9 @@ def _byte_encoder(tok: Any) -> tuple[Callable[[bytes], list[int] | None], bool]:
         return (lambda data: list(data)), True
 
     backend = getattr(tok, "backend", None)
+    fast_encoder = from_hf_tokenizer(tok) if fast and backend is not None else None
+    if fast_encoder is not None:
+        return fast_encoder, False
 
     def encode(data: bytes) -> list[int] | None:
         try:
