@@ -2,19 +2,26 @@
 Accuracy of the continuation (the rest of that identifier) for naive greedy prompting, token healing, and exact
 byte-level greedy decoding (Phan et al., 2024, arXiv:2410.09303; workbench.tokenization.byte_probs).
 
-    python benchmarks/byte_level_fim.py [--n 30] [--model smollm2-135m]
+    python benchmarks/byte_level_fim.py [--n 30] [--model smollm2-135m] [--compare-backend 3]
 
 Cut rule (deterministic): in the first non-blank line of the canonical solution, the first identifier of at
 least 4 bytes that the canonical encoding of prompt + solution does not keep as one token boundary-aligned
 piece; the cut is the middle-most byte position inside it that is not a token boundary. The target is the rest
 of the identifier; a method is right when its continuation starts with the target. Every method starts after
 the same context token (<|endoftext|> where the tokenizer has one).
+
+Speed: the byte-level method runs with the fast canonicality check (bytelevel_bpe.py, fast_encoder=True). On the
+first `--compare-backend` cases it also runs with the tokenizers backend check (fast_encoder=False, the earlier
+implementation), interleaved, and the outputs must be identical; the JSON records both times and their ratio
+(per-case medians) together with os.getloadavg() (the machine is shared, so absolute seconds vary).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -52,8 +59,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--window", type=int, default=64, help="canonical_window of the byte-level method")
+    parser.add_argument("--compare-backend", type=int, default=3,
+                        help="cases also run with the backend canonicality check (fast_encoder=False)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "byte_level_fim.json"))
     args = parser.parse_args()
+    if args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
+    if args.compare_backend < 0:
+        parser.error(f"--compare-backend must be >= 0, got {args.compare_backend}")
 
     from workbench.assets import load_corpus
     from workbench.models import LM
@@ -61,6 +74,8 @@ def main() -> None:
     lm = LM.load(args.model)
     end = lm.tokenizer.backend.token_to_id("<|endoftext|>") if hasattr(lm.tokenizer, "backend") else None
     blm = ByteLevelLM(lm, context_ids=[end] if end is not None else None, canonical_window=args.window)
+    slow = ByteLevelLM(lm, context_ids=blm.context_ids, canonical_window=args.window, fast_encoder=False)
+    load_before = os.getloadavg()
     rows = []
     corpus = load_corpus("humaneval")
     cases = []
@@ -72,7 +87,8 @@ def main() -> None:
             break
     totals = {"naive": 0, "token_healing": 0, "byte_level": 0}
     seconds = dict.fromkeys(totals, 0.0)
-    for task_id, prefix, target in tqdm(cases, desc="byte-level FIM"):
+    compared = []
+    for k, (task_id, prefix, target) in enumerate(tqdm(cases, desc="byte-level FIM")):
         row = {"task_id": task_id, "prefix_tail": prefix[-24:].decode("utf-8", "replace"),
                "target": target.decode("utf-8", "replace")}
         for name, fn in (
@@ -82,22 +98,47 @@ def main() -> None:
         ):
             start = time.perf_counter()
             out = fn()
-            seconds[name] += time.perf_counter() - start
-            ok = out.startswith(target)
-            totals[name] += ok
-            row[name] = {"output": out.decode("utf-8", "replace"), "correct": ok}
+            row[name] = {"output": out.decode("utf-8", "replace"), "correct": out.startswith(target),
+                         "seconds": time.perf_counter() - start}
+            seconds[name] += row[name]["seconds"]
+            totals[name] += row[name]["correct"]
+        if k < args.compare_backend:
+            start = time.perf_counter()
+            out = slow.generate(prefix, max_new_bytes=len(target))
+            backend_s = time.perf_counter() - start
+            if out.decode("utf-8", "replace") != row["byte_level"]["output"]:
+                raise AssertionError(f"{task_id}: fast and backend canonicality checks disagree")
+            row["byte_level_backend_check"] = {"output": out.decode("utf-8", "replace"), "seconds": backend_s}
+            compared.append((backend_s, row["byte_level"]["seconds"]))
         rows.append(row)
     n = len(rows)
-    summary = {name: {"accuracy": totals[name] / n, "correct": totals[name], "seconds": seconds[name]}
-               for name in totals}
-    result = {"model": args.model, "n": n, "canonical_window": args.window,
-              "context_ids": blm.context_ids, "summary": summary, "cases": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(f"{'method':<15}{'accuracy':>10}{'correct':>9}{'seconds':>9}   (n={n}, {args.model})")
-    for name, s in summary.items():
-        print(f"{name:<15}{s['accuracy']:>10.3f}{s['correct']:>9}{s['seconds']:>9.1f}")
-    print(f"saved {args.out}")
+    summary = {name: {"accuracy": totals[name] / n, "correct": totals[name], "seconds": seconds[name],
+                      "seconds_per_case": seconds[name] / n} for name in totals}
+    speed = None
+    if compared:
+        speed = {"cases": len(compared), "identical_outputs": True,
+                 "backend_check_seconds_median": statistics.median(b for b, _ in compared),
+                 "fast_check_seconds_median": statistics.median(f for _, f in compared),
+                 "speedup_median": statistics.median(b / f for b, f in compared)}
+    result = {"model": args.model, "n": n, "canonical_window": args.window, "context_ids": blm.context_ids,
+              "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "summary": summary,
+              "byte_level_speed": speed, "cases": rows}
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    lines = [f"Byte-level FIM ({args.model}, n={n} HumanEval cases cut mid-identifier, canonical_window={args.window})",
+             "", "| method | accuracy | correct | seconds/case |", "|---|---|---|---|"]
+    lines += [f"| {name} | {s['accuracy']:.3f} | {s['correct']}/{n} | {s['seconds_per_case']:.1f} |"
+              for name, s in summary.items()]
+    if speed:
+        lines += ["", (f"Byte-level canonicality check, first {speed['cases']} cases (identical outputs): backend "
+                      f"{speed['backend_check_seconds_median']:.1f} s vs fast {speed['fast_check_seconds_median']:.1f} s "
+                      f"per case (medians), speedup x{speed['speedup_median']:.1f}; load average "
+                      f"{load_before[0]:.1f} -> {result['loadavg_after'][0]:.1f}.")]
+    out_path.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    print(f"saved {out_path} and {out_path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
