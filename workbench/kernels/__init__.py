@@ -21,6 +21,12 @@ from workbench.kernels.dispatch import (
     register,
 )
 from workbench.kernels.quest_pages import quest_page_bounds, quest_page_scores
+from workbench.kernels.rejection_sampling import (
+    RejectionSample,
+    rejection_sampling,
+    rejection_sampling_cupy,
+    rejection_sampling_reference,
+)
 from workbench.kernels.sparse_decode_attention import (
     sparse_decode_attention,
     sparse_decode_attention_cupy,
@@ -49,6 +55,10 @@ __all__ = [
     "quest_page_bounds",
     "quest_page_scores",
     "register",
+    "RejectionSample",
+    "rejection_sampling",
+    "rejection_sampling_cupy",
+    "rejection_sampling_reference",
     "sparse_decode_attention",
     "sparse_decode_attention_cupy",
     "sparse_decode_attention_reference",
