@@ -7,6 +7,12 @@
 "auto" runs the CUDA kernel when the tensors are on a CUDA device and CuPy is installed (workbench[gpu]),
 else the reference; see workbench.kernels.dispatch for the exact rules.
 """
+from workbench.kernels.bpe_pair_counts import (
+    PairCounts,
+    bpe_pair_counts,
+    bpe_pair_counts_cupy,
+    bpe_pair_counts_reference,
+)
 from workbench.kernels.cupy_module import cupy_available, cupy_unavailable_reason
 from workbench.kernels.dispatch import (
     BACKENDS,
@@ -46,6 +52,11 @@ __all__ = [
     "Decision",
     "KernelFallbackWarning",
     "KernelOp",
+    "PairCounts",
+    "RejectionSample",
+    "bpe_pair_counts",
+    "bpe_pair_counts_cupy",
+    "bpe_pair_counts_reference",
     "cupy_available",
     "cupy_unavailable_reason",
     "decide",
@@ -55,7 +66,6 @@ __all__ = [
     "quest_page_bounds",
     "quest_page_scores",
     "register",
-    "RejectionSample",
     "rejection_sampling",
     "rejection_sampling_cupy",
     "rejection_sampling_reference",

@@ -12,15 +12,21 @@ Arrays (all int64, saved with numpy's .npz):
     merge_left, merge_right                 the pair merged at step t (t = 0 .. steps-1)
     offsets                                 deltas of step t are rows offsets[t]:offsets[t+1]
     left, right, count                      pair and its count AFTER merge t was applied
+
+`count_pairs` is the initial count itself (what the trainer counts before its first merge), in plain Python on
+the CPU or, with a CUDA device, on flat arrays through the `bpe_pair_counts` kernel op (workbench.kernels).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -103,3 +109,38 @@ class PairCountRecorder:
             right=rows[:, 1].copy(),
             count=rows[:, 2].copy(),
         )
+
+
+def flatten_word_table(seqs: Sequence[Sequence[int]], freqs: Sequence[int],
+                       device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A word table as flat int64 arrays on `device`: ids [T] (the words one after another), offsets [W + 1]
+    (word w is ids[offsets[w]:offsets[w + 1]]) and counts [W]."""
+    if len(seqs) != len(freqs):
+        raise ValueError(f"seqs and freqs must have the same length, got {len(seqs)} and {len(freqs)}")
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((t for s in seqs for t in s), dtype=np.int64, count=int(offsets[-1]))
+    counts = np.asarray(freqs, dtype=np.int64).reshape(len(seqs))
+    return tuple(torch.from_numpy(a).to(device) for a in (ids, offsets, counts))
+
+
+def count_pairs(seqs: Sequence[Sequence[int]], freqs: Sequence[int],
+                device: str | torch.device | None = None) -> dict[tuple[int, int], int]:
+    """Count of every adjacent pair of the token sequences `seqs`, each weighted by its frequency (pairs with
+    count 0 left out): the counts a BPE trainer starts from.
+
+    device None or a CPU device: the plain Python counter (the trainer's own loop). A CUDA device: the table is
+    flattened onto it (`flatten_word_table`) and counted by `workbench.kernels.bpe_pair_counts` (the CUDA hash-
+    table kernel when CuPy sees the device, else its PyTorch reference); same dictionary either way.
+    """
+    if device is None or torch.device(device).type == "cpu":
+        counts: dict[tuple[int, int], int] = defaultdict(int)
+        for toks, f in zip(seqs, freqs, strict=True):
+            if f:
+                for pair in pairwise(toks):
+                    counts[pair] += f
+        return dict(counts)
+    from workbench.kernels.bpe_pair_counts import bpe_pair_counts
+
+    return bpe_pair_counts(*flatten_word_table(seqs, freqs, device)).to_dict()
