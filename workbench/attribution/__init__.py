@@ -9,6 +9,7 @@ Methods (one file each in methods/, registered by name): saliency, input_x_gradi
 attention, rollout, occlusion, shapley, kernel_shap.
 """
 from workbench.attribution.api import attribute
+from workbench.attribution.critical_tokens import CriticalTokens, Scorer, critical_tokens
 from workbench.attribution.methods import (
     METHODS,
     Attributor,
@@ -27,7 +28,7 @@ from workbench.attribution.targets import (
 from workbench.attribution.units import GRANULARITIES, Unit
 
 __all__ = [
-    "GRANULARITIES", "METHODS", "Attribution", "Attributor", "Contrastive", "Cost", "MethodOutput",
-    "PerturbationValue", "Problem", "TargetFunction", "Unit", "attribute", "get_method", "register_method",
-    "sequence_log_likelihood",
+    "GRANULARITIES", "METHODS", "Attribution", "Attributor", "Contrastive", "Cost", "CriticalTokens", "MethodOutput",
+    "PerturbationValue", "Problem", "Scorer", "TargetFunction", "Unit", "attribute", "critical_tokens", "get_method",
+    "register_method", "sequence_log_likelihood",
 ]
