@@ -1,7 +1,7 @@
 """Tokenization: one protocol over HF tokenizers, tiktoken, SentencePiece and raw bytes (see protocol.py),
 the project's own byte-level BPE trainer and encoder, StochasTok, and tokenizer metrics (`metrics`)."""
 
-from workbench.tokenization import metrics
+from workbench.tokenization import charbench, metrics
 from workbench.tokenization.bpe import BPETokenizer
 from workbench.tokenization.bpe_train import train_bpe, train_bpe_from_bytes
 from workbench.tokenization.byte_probs import ByteLevelLM
@@ -33,6 +33,7 @@ __all__ = [
     "Tokenizer",
     "TokenizerBase",
     "assign_offsets",
+    "charbench",
     "load_tokenizer",
     "metrics",
     "naive_generate",
