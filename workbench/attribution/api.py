@@ -8,6 +8,11 @@ Every input is checked before any model work (method and its options, granularit
 length, the method's problem-dependent checks such as enough samples for the number of features); then the
 greedy generation runs (target=None), then the method. Token-level methods' columns are summed into the
 requested units; perturbation methods perturb the units themselves (see workbench.attribution.units).
+
+Long prompts: every forward computes logits only at the positions the target reads, and occlusion, shapley,
+kernel_shap and integrated_gradients split their batches to stay within `memory_budget` bytes (an option of
+each; default max(1 GiB, 2 x the model's parameter bytes); see workbench.attribution.chunking). The cost
+includes the KV-cache bytes the method's forwards wrote and read (Cost.kv_bytes_written / kv_bytes_read).
 """
 from __future__ import annotations
 
