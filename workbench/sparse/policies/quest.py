@@ -10,6 +10,10 @@ its most recent tokens) to meet the budget exactly. The last, partial page has b
 GQA: a KV head's page score is the max over its query heads of their bounds (still an upper bound for each).
 Simplification: the paper leaves the first two layers dense; here every layer follows the policy (use a
 per-layer budget to exempt layers). Metadata read per step: min and max of every page (2 * pages * D values).
+The bounds, the page scores and the top-k go through `workbench.kernels` (quest_page_bounds, quest_page_scores,
+topk_select with ties to the more recent position): CUDA kernels on a GPU with CuPy, their PyTorch references,
+which are the formulas below, elsewhere. The bounds are recomputed from the keys at every step (a deployment
+keeps them as cache metadata, updated when a page fills).
 """
 from __future__ import annotations
 
@@ -19,20 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from workbench.sparse.ranking import group_max, top_k_lex
+from workbench.kernels import quest_page_bounds, quest_page_scores, topk_select
 from workbench.sparse.registry import register_selector
 from workbench.sparse.selector import LayerState, Selector
 
 
 def page_bounds(keys: Tensor, page_size: int) -> tuple[Tensor, Tensor]:
-    """Channel-wise (min, max) of the keys of each page: two [B, H_kv, ceil(S / page_size), D] tensors."""
-    b, h_kv, s, d = keys.shape
-    pages = math.ceil(s / page_size)
-    pad = pages * page_size - s
-    k = keys.float()
-    lo = torch.cat([k, k.new_full((b, h_kv, pad, d), float("inf"))], 2).reshape(b, h_kv, pages, page_size, d)
-    hi = torch.cat([k, k.new_full((b, h_kv, pad, d), float("-inf"))], 2).reshape(b, h_kv, pages, page_size, d)
-    return lo.amin(3), hi.amax(3)
+    """Channel-wise (min, max) of the keys of each page: two [B, H_kv, ceil(S / page_size), D] fp32 tensors."""
+    lo, hi = quest_page_bounds(keys, page_size)
+    return lo.float(), hi.float()
 
 
 def page_upper_bound(query: Tensor, kmin: Tensor, kmax: Tensor) -> Tensor:
@@ -57,11 +56,13 @@ class Quest(Selector):
             raise ValueError(f"page_size must be an int >= 1, got {self.page_size!r}")
 
     def select(self, state: LayerState) -> Tensor:
-        kmin, kmax = page_bounds(state.keys, self.page_size)
-        score = group_max(page_upper_bound(state.query, kmin, kmax), state.num_kv_heads)
+        common = torch.promote_types(state.query.dtype, state.keys.dtype)  # exact conversions only
+        kmin, kmax = quest_page_bounds(state.keys.to(common), self.page_size)
+        score = quest_page_scores(state.query.to(common), kmin, kmax)  # max over each KV head's group
         pos = torch.arange(state.context_len, device=score.device)
         token_score = score[..., pos // self.page_size]
-        return top_k_lex(self.k_per_head(state), state.kv_shape, token_score, pos.view(1, 1, -1))
+        # Ties (always within a page, often across pages) go to the more recent position.
+        return topk_select(token_score, self.k_per_head(state), "higher", check_values=False)
 
     def extra_bytes(self, state: LayerState, elem_bytes: int) -> int:
         pages = math.ceil(state.context_len / self.page_size)

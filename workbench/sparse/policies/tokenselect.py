@@ -11,6 +11,9 @@ local tokens); the voted part fills the rest of the budget. Voting is per KV hea
 (`vote_over="group"`) or over all heads of the layer (`"layer"`, one vote shared by every KV head, as in the
 paper's token-level selection). The similarity is taken per (batch, KV head) over the group's concatenated query
 vectors, against the previous step's query. A reused head keeps its voted part and re-derives sinks/recent.
+The group votes and the top-k go through `workbench.kernels` (tokenselect_votes, topk_select with ties to the
+lower position): CUDA kernels on a GPU with CuPy, their PyTorch references elsewhere; "layer" voting sums the
+per-query-head softmax here.
 """
 from __future__ import annotations
 
@@ -19,7 +22,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from workbench.sparse.ranking import PAD, all_positions, group_sum, indices_to_mask, mask_to_indices, top_k_lex
+from workbench.kernels import tokenselect_votes, topk_select
+from workbench.sparse.ranking import (
+    PAD,
+    all_positions,
+    indices_to_mask,
+    mask_to_indices,
+)
 from workbench.sparse.registry import register_selector
 from workbench.sparse.selector import LayerState, Selector
 
@@ -47,10 +56,9 @@ class TokenSelect(Selector):
 
     def votes(self, state: LayerState) -> Tensor:
         """Soft votes [B, H_kv, S]: per query head softmax of q.k, summed over the group (or the layer)."""
-        probs = state.logits().softmax(-1)
         if self.vote_over == "layer":
-            return probs.sum(1, keepdim=True).expand(state.kv_shape)
-        return group_sum(probs, state.num_kv_heads)
+            return state.logits().softmax(-1).sum(1, keepdim=True).expand(state.kv_shape)
+        return tokenselect_votes(state.query, state.keys, state.scale)
 
     def select(self, state: LayerState) -> Tensor:
         mem, s = state.memory, state.context_len
@@ -79,7 +87,8 @@ class TokenSelect(Selector):
         if bool(reuse.all()) and max(voted_k) > 0:
             voted = cached
         elif max(voted_k) > 0:
-            fresh = top_k_lex(voted_k, state.kv_shape, ~fixed, self.votes(state))
+            # votes are >= 0, so the fixed positions (-inf) rank last: the top voted_k are all free positions
+            fresh = topk_select(self.votes(state).masked_fill(fixed, float("-inf")), voted_k, check_values=False)
             voted = torch.where(reuse.unsqueeze(-1), cached, fresh) if cached is not None and cached.shape == fresh.shape else fresh
         else:
             voted = torch.full((*state.kv_shape[:2], 0), PAD, dtype=torch.long, device=q.device)
