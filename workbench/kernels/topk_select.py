@@ -35,7 +35,7 @@ TIES = ("lower", "higher")
 KERNEL_DTYPES = {torch.float32: "float", torch.float16: "wb_half", torch.bfloat16: "wb_bf16"}
 THREADS = 256  # WB_TOPK_THREADS in the .cu file
 MAX_GRID_X = 2**31 - 1
-MAX_ROW = 2**31 - 1
+MAX_ROW = 2**31 - 1 - THREADS  # per-thread segment bounds stay in int range
 
 
 def kernel_name(dtype: torch.dtype) -> str:
