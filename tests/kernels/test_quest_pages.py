@@ -125,3 +125,16 @@ def test_a_dtype_the_kernel_lacks_falls_back_with_a_warning(pretend_gpu, backend
     for dtype in KERNEL_DTYPES:
         assert decide("quest_page_bounds", k.to(dtype), 8).backend == "cupy"
         assert decide("quest_page_scores", q.to(dtype), kmin.to(dtype), kmax.to(dtype)).backend == "cupy"
+
+
+def test_inputs_requiring_grad_use_the_differentiable_reference(pretend_gpu):
+    q, k = make_inputs(seq=30, head_dim=64)
+    k.requires_grad_(True)
+    with pytest.warns(KernelFallbackWarning, match="require grad"):
+        kmin, kmax = quest_page_bounds(k, 8)
+    with pytest.warns(KernelFallbackWarning, match="require grad"):
+        scores = quest_page_scores(q, kmin, kmax)
+    scores.sum().backward()
+    assert k.grad is not None and torch.isfinite(k.grad).all()
+    with torch.no_grad():
+        assert decide("quest_page_bounds", k, 8).backend == "cupy"

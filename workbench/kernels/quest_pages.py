@@ -92,6 +92,8 @@ def bounds_support(keys: torch.Tensor, page_size: int) -> str | None:
     """None when the CUDA kernel covers this (valid) call, else what it lacks."""
     if keys.dtype not in KERNEL_DTYPES:
         return f"dtype {keys.dtype}; the kernel has {[str(d) for d in KERNEL_DTYPES]}"
+    if torch.is_grad_enabled() and keys.requires_grad:
+        return "inputs that require grad; the kernel has no backward"
     b, h_kv, s, _ = keys.shape
     if max(b, h_kv) > MAX_GRID_YZ:
         return f"B={b} or H_kv={h_kv} exceeds the grid limit {MAX_GRID_YZ}"
@@ -190,6 +192,8 @@ def scores_support(query: torch.Tensor, kmin: torch.Tensor, kmax: torch.Tensor) 
     """None when the CUDA kernel covers this (valid) call, else what it lacks."""
     if query.dtype not in KERNEL_DTYPES:
         return f"dtype {query.dtype}; the kernel has {[str(d) for d in KERNEL_DTYPES]}"
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, kmin, kmax)):
+        return "inputs that require grad; the kernel has no backward"
     if max(kmin.shape[0], kmin.shape[1]) > MAX_GRID_YZ:
         return f"B={kmin.shape[0]} or H_kv={kmin.shape[1]} exceeds the grid limit {MAX_GRID_YZ}"
     if kmin.shape[2] + SCORE_PAGES_PER_BLOCK > MAX_INT:
