@@ -172,7 +172,10 @@ def test_evaluate_on_tiny_model_forced_and_free():
 
     lm = tiny_lm("llama", seed=0)
     items = make_items(WORDS, 6, seed=1)
+    lm.counters.reset()
     free = evaluate(lm, items, shots=1, max_new_tokens=3, progress=False)  # the tiny context is 256 bytes
+    # the example block is run once: fewer prompt tokens through the model than the prompts hold
+    assert lm.counters.tokens_processed < sum(len(few_shot_prompt(it, 1).encode()) for it in items)
     for it, (_, row) in zip(items, free.iterrows()):
         direct = lm.generate(few_shot_prompt(it, 1), max_new_tokens=3, temperature=0.0, stop="\n")
         assert row["output"] == direct.text and row["prediction"] == parse_answer(direct.text)

@@ -198,12 +198,16 @@ def evaluate(lm: Any, items: Sequence[CharProbe], *, shots: int = 3, max_new_tok
             raise InputTypeError(f"items must be CharProbe values, got {type(item).__name__}")
         few_shot_prompt(item, shots)  # checks shots before any work
     tok = lm.tokenizer
+    shared = _SharedPrefix(lm) if hasattr(lm, "new_cache") and hasattr(lm, "forward") else None
     rows = []
     for item in tqdm(items, desc="charbench", disable=not progress):
         if item.tokenizer != getattr(tok, "name", type(tok).__name__):
             item = attribute(item, tok)
-        gen = lm.generate(few_shot_prompt(item, shots), max_new_tokens=max_new_tokens, temperature=0.0,
-                          stop="\n")
+        prompt = few_shot_prompt(item, shots)
+        if shared is not None:
+            gen = shared.generate(prompt, few_shot_prompt(item, shots)[: -len(item.prompt)], max_new_tokens)
+        else:
+            gen = lm.generate(prompt, max_new_tokens=max_new_tokens, temperature=0.0, stop="\n")
         prediction = parse_answer(gen.text)
         rows.append({"task": item.task, "word": item.word, "char": item.char, "answer": item.answer,
                      "output": gen.text, "prediction": prediction, "correct": prediction == item.answer,
@@ -211,6 +215,71 @@ def evaluate(lm: Any, items: Sequence[CharProbe], *, shots: int = 3, max_new_tok
                      "max_token_len": item.max_token_len, "word_tokens": item.word_tokens,
                      "prompt_tokens": len(gen.prompt_ids), "seconds": gen.seconds})
     return pd.DataFrame(rows)
+
+
+class _SharedPrefix:
+    """Greedy decoding as `lm.generate(prompt, temperature=0, stop="\\n")`, with the KV cache of the few-shot
+    examples computed once per distinct example block and reused (the prompt's own token ids are used, so the
+    model sees the same tokens; logits agree with one full prefill up to float rounding)."""
+
+    def __init__(self, lm: Any) -> None:
+        from workbench.models.generation import eos_ids
+
+        self.lm = lm
+        self.ends = eos_ids(lm)
+        self.bases: dict[str, tuple[list[int], Any]] = {}
+
+    def generate(self, prompt: str, shots_text: str, max_new_tokens: int) -> Any:
+        import time
+
+        from workbench.models.generation import prompt_ids
+
+        lm = self.lm
+        start = time.perf_counter()
+        ids = prompt_ids(lm, prompt)
+        if shots_text not in self.bases:
+            shot_ids = lm.tokenizer.encode(shots_text, add_special_tokens=True) if shots_text else []
+            k = 0
+            while k < min(len(shot_ids), len(ids)) - 1 and shot_ids[k] == ids[k]:
+                k += 1  # the last token of the example block may merge with the query: keep it out
+            cache = lm.new_cache()
+            if k:
+                lm.forward(ids[:k], cache=cache)
+            self.bases[shots_text] = (ids[:k], cache)
+        base_ids, base_cache = self.bases[shots_text]
+        k = 0
+        while k < min(len(base_ids), len(ids) - 1) and base_ids[k] == ids[k]:
+            k += 1
+        cache = base_cache.clone()
+        cache.crop(k)
+        logits = lm.forward(ids[k:], cache=cache).logits[0, -1]
+        new_ids: list[int] = []
+        text_end = None
+        eos = False
+        while True:
+            token = int(logits.argmax())
+            new_ids.append(token)
+            if token in self.ends:
+                eos = True
+                break
+            text = lm.tokenizer.decode(new_ids)
+            if "\n" in text:
+                text_end = text.find("\n")
+                break
+            if len(new_ids) >= max_new_tokens or cache.length >= lm.max_context:
+                break
+            logits = lm.forward([token], cache=cache).logits[0, -1]
+        text = lm.tokenizer.decode(new_ids[:-1] if eos else new_ids)
+        if text_end is not None:
+            text = text[:text_end]
+        return _Gen(text=text, prompt_ids=ids, seconds=time.perf_counter() - start)
+
+
+@dataclass
+class _Gen:
+    text: str
+    prompt_ids: list[int]
+    seconds: float
 
 
 def accuracy_by(table: Any, by: str = "token_len", *, per_task: bool = True):
