@@ -58,7 +58,7 @@ def long_prompt(tokenizer, tokens: int, target_tokens: int) -> tuple[str, str]:
     cut = end + 1 if 0 <= end < offsets[tokens + 150][1] else cut
     prompt = data[:cut].decode("utf-8")
     n = len(tokenizer.encode(prompt))
-    rest_ids, rest_offsets = tokenizer.encode_with_offsets(text[len(prompt):])
+    _, rest_offsets = tokenizer.encode_with_offsets(text[len(prompt):])
     target = text[len(prompt):].encode("utf-8")[:rest_offsets[target_tokens - 1][1]].decode("utf-8")
     assert n >= tokens and target
     return prompt, target
@@ -127,24 +127,31 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(record))
 
 
+def units(record: dict) -> str:
+    """'2058 token', or '8 sentence + rest of prompt' when the rest of the prompt formed one gap unit."""
+    if "gap" in record["source_kinds"]:
+        return f"{record['sources'] - 1} {record['granularity']} + rest of prompt"
+    return f"{record['sources']} {record['granularity']}"
+
+
 def markdown(result: dict) -> str:
     gib = 1 << 30
     mib = 1 << 20
     lines = [
-        f"# Long-prompt attribution ({result['model']}, {result['runs'][0]['prompt_tokens']} prompt tokens, "
-        f"{result['runs'][0]['target_tokens']} target tokens)",
+        (f"# Long-prompt attribution ({result['model']}, {result['runs'][0]['prompt_tokens']} prompt tokens, "
+         f"{result['runs'][0]['target_tokens']} target tokens)"),
         "",
-        f"Command: `{result['command']}`; threads {result['threads']}, load average before "
-        f"{result['loadavg_before'][0]:.1f}, after {result['loadavg_after'][0]:.1f}.",
+        (f"Command: `{result['command']}`; threads {result['threads']}, load average before "
+         f"{result['loadavg_before'][0]:.1f}, after {result['loadavg_after'][0]:.1f}."),
         "",
-        "| method | units | peak RSS (GiB) | added over loaded model (MiB) | seconds | forward | backward | "
-        "tokens | KV written (MiB) | KV read (MiB) | all-position logits would be (GiB) |",
+        ("| method | units | peak RSS (GiB) | added over loaded model (MiB) | seconds | forward | backward | "
+         "tokens | KV written (MiB) | KV read (MiB) | all-position logits would be (GiB) |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         c = r["cost"]
         lines.append(
-            f"| {r['method']} | {r['sources']} {r['granularity']}{' (+rest)' if 'gap' in r['source_kinds'] else ''} | {r['rss_peak_bytes'] / gib:.2f} | "
+            f"| {r['method']} | {units(r)} | {r['rss_peak_bytes'] / gib:.2f} | "
             f"{r['rss_added_bytes'] / mib:.0f} | {r['seconds']:.1f} | {c['forward_passes']} | "
             f"{c['backward_passes']} | {c['tokens_processed']} | {c['kv_bytes_written'] / mib:.0f} | "
             f"{c['kv_bytes_read'] / mib:.0f} | {r['all_position_logits_bytes_per_batch'] / gib:.1f} |")

@@ -35,7 +35,7 @@ def test_chunked_equals_unchunked(llama, method, options, target):
 
 
 def test_integrated_gradients_chunked_equals_unchunked(llama):
-    kw = dict(method="integrated_gradients", steps=6, batch_size=16, progress=False)
+    kw = {"method": "integrated_gradients", "steps": 6, "batch_size": 16, "progress": False}
     whole = attribute(llama, PROMPT, " Yes", memory_budget=HUGE, **kw)
     chunked = attribute(llama, PROMPT, " Yes", memory_budget=TINY, **kw)
     assert whole.extras["points_per_batch"] == 8 and chunked.extras["points_per_batch"] == 1

@@ -9,7 +9,11 @@ Methods (one file each in methods/, registered by name): saliency, input_x_gradi
 attention, rollout, occlusion, shapley, kernel_shap.
 """
 from workbench.attribution.api import attribute
-from workbench.attribution.critical_tokens import CriticalTokens, Scorer, critical_tokens
+from workbench.attribution.critical_tokens import (
+    CriticalTokens,
+    Scorer,
+    critical_tokens,
+)
 from workbench.attribution.methods import (
     METHODS,
     Attributor,

@@ -43,6 +43,7 @@ import torch
 from workbench.tokenization.protocol import InputTypeError
 
 RANK_BY = ("contrast", "score")
+COLUMNS = ["rank", "position", "token_id", "token", "logp_positive", "logp_negative", "contrast", "score"]
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,7 @@ class CriticalTokens:
         """A tidy pandas DataFrame of `rows()`."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(), columns=["rank", "position", "token_id", "token", "logp_positive",
-                                                  "logp_negative", "contrast", "score"])
+        return pd.DataFrame(self.rows(), columns=COLUMNS)
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The k most critical tokens as (position, text, ranking value)."""
@@ -131,8 +131,9 @@ class CriticalTokens:
                 "settings": dict(self.settings)}
 
     def __repr__(self) -> str:
-        lines = [f"CriticalTokens({len(self.token_ids)} tokens, positive={self.positive!r}, "
-                 f"negative={self.negative!r}, ranked by {self.rank_by}, beta={self.beta:g})"]
+        head = (f"CriticalTokens({len(self.token_ids)} tokens, positive={self.positive!r}, "
+                f"negative={self.negative!r}, ranked by {self.rank_by}, beta={self.beta:g})")
+        lines = [head]
         for row in self.rows()[:10]:
             lines.append(f"{row['rank']:>4}  t={row['position']:<4} {row['token']!r:<16} contrast={row['contrast']:+.4f}"
                          f"  log p+={row['logp_positive']:.4f}  log p-={row['logp_negative']:.4f}")
