@@ -36,8 +36,8 @@ deterministic tokenizer can produce, since a model trained on tokenized data giv
     the byte tokenizer); other tokenizers can only encode text, so such a candidate is counted as valid.
     Speed: the check encodes `tail + bytes(t)` for every candidate t (the whole vocabulary once per byte). For HF
     byte-level BPE tokenizers with the GPT-2 pre-tokenizer (the default model's), `fast_encoder=True` (default)
-    does this with bytelevel_bpe.py (the same encodings, rescanning only the tail's last pre-token; ~4x faster
-    than `encode_batch` in the byte-level FIM benchmark's profile); other tokenizers use their backend.
+    does this with bytelevel_bpe.py (the same encodings, rescanning only the tail's last pre-token; 3-4x faster
+    per case than `encode_batch` in benchmarks/byte_level_fim.py); other tokenizers use their backend.
   - "all": every sequence of non-special tokens is valid (the raw model's exact marginal; exponential in
     len(x), for short strings and tests). Here the 257 probabilities sum to exactly 1.
 
