@@ -184,7 +184,9 @@ def evaluate(lm: Any, items: Sequence[CharProbe], *, shots: int = 3, max_new_tok
              progress: bool = True):
     """Run `lm` (a `workbench.models.LM`, or anything with `.tokenizer` and a compatible `generate`) greedily on
     every item's few-shot prompt; a pandas table, one row per item: task, word, char, answer, output,
-    prediction, correct, word_len, token, token_len, max_token_len, word_tokens, prompt_tokens, seconds."""
+    prediction, correct, word_len, token, token_len, max_token_len, word_tokens, prompt_tokens, seconds.
+    A real `LM` (one with `new_cache`/`forward`) decodes through `_SharedPrefix`: the same greedy decoding as
+    `lm.generate(prompt, temperature=0, stop="\\n")`, but the example block's KV cache is computed once per task."""
     import pandas as pd
     from tqdm.auto import tqdm
 
