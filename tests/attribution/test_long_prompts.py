@@ -129,3 +129,15 @@ def test_kv_bytes_are_rendered(llama):
     assert a.to_dict()["cost"]["kv_bytes_read"] == d["kv_bytes_read"]
     assert Cost().to_dict()["kv_bytes_written"] == 0
     assert [format_bytes(x) for x in (0, 1023, 1024, 3 << 20)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB"]
+
+
+@pytest.mark.slow
+def test_real_model_chunked_occlusion_equals_unchunked(real_lm):
+    prompt = "The printing press came to Europe late. Movable type was older in China."
+    kw = {"method": "occlusion", "granularity": "word", "progress": False}
+    whole = attribute(real_lm, prompt, " Gutenberg", memory_budget=HUGE, batch_size=64, **kw)
+    chunked = attribute(real_lm, prompt, " Gutenberg", memory_budget=TINY, **kw)
+    np.testing.assert_allclose(chunked.matrix, whole.matrix, atol=1e-4)
+    assert chunked.cost.forward_passes > whole.cost.forward_passes
+    assert chunked.cost.kv_bytes_read > chunked.cost.kv_bytes_written == chunked.cost.tokens_processed * (
+        real_lm.kv_bytes_per_token)

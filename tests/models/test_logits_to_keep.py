@@ -107,3 +107,12 @@ def test_kv_traffic_by_hand(llama):
     snap = llama.kv_traffic.snapshot()
     llama.forward([7], cache=cache)
     assert (llama.kv_traffic - snap).to_dict() == {"written": b, "read": 5 * b}
+
+
+@pytest.mark.slow
+def test_real_model_kept_logits_equal_full_rows(real_lm):
+    ids = real_lm.tokenizer.encode("The history of the printing press begins in")
+    full = real_lm.forward(ids).logits
+    kept = real_lm.forward(ids, logits_to_keep=[0, len(ids) - 1]).logits
+    torch.testing.assert_close(kept, full[:, [0, len(ids) - 1]], atol=1e-4, rtol=0)
+    torch.testing.assert_close(real_lm.forward(ids, logits_to_keep=3).logits, full[:, -3:], atol=1e-4, rtol=0)
