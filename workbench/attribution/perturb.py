@@ -11,12 +11,13 @@ Cost savings, all exact (no approximation):
   (prompt suffix and continuation fed together).
 - KV-cache reuse (`reuse_prefix=True`): one forward of the unperturbed prompt (prefix + source tokens) is run
   once and its KV cache kept. Coalitions are sorted by the position of their first removed token; a batch whose
-  earliest removed token is at position p (prefix included) starts from that cache cropped to p and expanded to
-  the batch (the same tensors, no copy), and feeds only positions p .. prompt_len - 1 plus the continuation.
+  earliest removed token is at position p (prefix included) starts from that cache expanded to the batch and
+  cropped to p (`KVCache.expand(b).crop(p)`: views of the same tensors, no copy), and feeds only positions
+  p .. prompt_len - 1 plus the continuation.
   A batch with nothing removed feeds from the last prompt token (its logits predict the first target token).
   What is reused is exactly the keys and values of the unperturbed tokens before p in every layer; since
   attention is causal these equal what a full recompute gives. With several continuations (contrastive
-  targets) the perturbed prompt is fed once and each continuation runs on its own clone of that cache.
+  targets) the perturbed prompt is fed once; each continuation is fed after it and cropped off again.
   `reused_tokens` counts the (input, position) pairs served from the shared cache instead of recomputed.
 - logits only where scored: each forward computes logits at the positions that predict target tokens
   (`LM.forward(logits_to_keep=...)`), not at every prompt position ([B, T, V] floats for a long prompt).
