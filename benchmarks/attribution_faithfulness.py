@@ -1,0 +1,194 @@
+"""Faithfulness of every registered attribution method on the default model: comprehensiveness / sufficiency
+AOPC (DeYoung et al. 2020, ERASER), their soft variants (after Zhao & Aletras 2023), deletion / insertion AUC
+(Petsiuk et al. 2018), the cost of each method, and how much the methods agree (Spearman's rho).
+
+    python benchmarks/attribution_faithfulness.py [--prompts 50] [--words 6] [--soft-samples 2] [--quick]
+
+Prompts: the first `--words` words of Lee news sentences (english-prose corpus; the same builder as
+benchmarks/attribution_shapley.py), target = the sentence's true next word (teacher-forced), granularity "word"
+(token-level methods' columns summed per word). Every method in workbench.attribution.METHODS at run time is
+run with the options in OPTIONS (kept modest so the run fits in about half an hour on one CPU thread; a method
+not listed there runs with its defaults) and scored with workbench.attribution.faithfulness.faithfulness:
+fractions 10%..100%, removal = pad-token embedding, scale "prob" (target probability), `--soft-samples` masks
+per row for the soft metrics, deletion/insertion curves. A "random" reference row scores a seeded Gaussian
+attribution the same way (not a method: the floor every method should beat).
+
+Reported per method (means over prompts, each prompt's metrics averaged over its target rows): the six metrics,
+the attribution's cost (forward and backward passes, model evaluations, seconds; from Attribution.cost), the
+faithfulness scoring's own cost, and the mean pairwise Spearman rho between methods' word rankings (per prompt,
+averaged over target rows, then over prompts; NaN where a ranking is constant is skipped).
+With --words <= 10 every deletion/insertion curve point is one of the AOPC fractions' unit counts, so the curves
+cost no extra model evaluations (the value function memoizes coalitions). Defaults (6-word prompts, 2 soft
+samples) are small because the shared 2-core machine was heavily loaded when this was written. Timings are on a shared CPU: compare methods
+only as ratios within this run. Writes benchmarks/results/attribution_faithfulness.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attribution_shapley import build_prompts
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OPTIONS = {
+    "integrated_gradients": {"steps": 8},
+    "shapley": {"permutations": 8},
+    "kernel_shap": {"samples": 32},
+}
+METRICS = ("comprehensiveness", "sufficiency", "soft_comprehensiveness", "soft_sufficiency", "deletion_auc",
+           "insertion_auc")
+BETTER = {"comprehensiveness": "higher", "sufficiency": "lower", "soft_comprehensiveness": "higher",
+          "soft_sufficiency": "lower", "deletion_auc": "lower", "insertion_auc": "higher"}
+
+
+def method_options(name: str, cls: type, words: int) -> dict:
+    """OPTIONS[name] restricted to the options the method has; KernelSHAP gets at least its minimum samples."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    opts = {k: v for k, v in OPTIONS.get(name, {}).items() if k in fields}
+    if name == "kernel_shap" and "samples" in opts:
+        opts["samples"] = max(opts["samples"], 2 * (words - 1))
+    return opts
+
+
+def random_attribution(a, rng: np.random.Generator):
+    """The same Attribution with a seeded standard-normal matrix (the reference row)."""
+    return dataclasses.replace(a, matrix=rng.standard_normal(a.matrix.shape), method="random")
+
+
+def mean_agreement(per_prompt: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Average pairwise tables {a: {b: rho}} over prompts, skipping NaN entries."""
+    names = list(per_prompt[0])
+    out: dict[str, dict[str, float]] = {}
+    for a in names:
+        out[a] = {}
+        for b in names:
+            vals = np.array([t[a][b] for t in per_prompt], dtype=np.float64)
+            out[a][b] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--prompts", type=int, default=50, help="number of prompts (default 50)")
+    parser.add_argument("--words", type=int, default=6, help="words per prompt (default 6)")
+    parser.add_argument("--soft-samples", type=int, default=2, help="Bernoulli masks per row for soft metrics")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="minutes: start no new prompt after this (results cover the prompts completed)")
+    parser.add_argument("--quick", action="store_true", help="5 prompts of 5 words")
+    parser.add_argument("--out", default=str(RESULTS / "attribution_faithfulness"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.prompts, args.words = 5, 5
+    if args.prompts < 1 or not 2 <= args.words <= 40 or args.soft_samples < 0:
+        parser.error("--prompts must be >= 1, --words in [2, 40], --soft-samples >= 0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    from tqdm.auto import tqdm
+
+    from workbench.attribution import METHODS, attribute, get_method
+    from workbench.attribution.faithfulness import agreement_table, faithfulness
+    from workbench.models import LM
+
+    get_method("saliency")  # registers the built-in methods
+    names = sorted(METHODS)
+    opts = {name: method_options(name, METHODS[name], args.words) for name in names}
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    lm = LM.load(args.model)
+    items = build_prompts(args.prompts, (args.words,), seed=1)
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[dict]] = {name: [] for name in [*names, "random"]}
+    agreements = []
+    for item in tqdm(items, desc="prompts"):
+        if args.time_limit is not None and time.perf_counter() - start > 60 * args.time_limit:
+            break
+        attrs = {}
+        for name in names:
+            a = attribute(lm, item["prompt"], item["target"], method=name, granularity="word", progress=False,
+                          **opts[name])
+            attrs[name] = a
+            fa = faithfulness(lm, a, soft_samples=args.soft_samples, seed=0)
+            rows[name].append({**fa.aggregated(), **{f"attr_{k}": v for k, v in a.cost.to_dict().items()
+                                                    if k != "device"},
+                               "faith_evaluations": fa.evaluations, "faith_seconds": fa.seconds})
+        fa = faithfulness(lm, random_attribution(attrs[names[0]], rng), soft_samples=args.soft_samples, seed=0)
+        rows["random"].append({**fa.aggregated(), "faith_evaluations": fa.evaluations, "faith_seconds": fa.seconds})
+        agreements.append(agreement_table(attrs, metric="spearman"))
+        write(args, items[:len(agreements)], names, opts, rows, agreements, load_before, start, argv)
+    return 0
+
+
+def write(args, items, names, opts, rows, agreements, load_before, start, argv) -> None:
+    """Write the JSON and markdown for the prompts completed so far (called after every prompt)."""
+    table = {name: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for name, rs in rows.items()}
+    result = {
+        "benchmark": "attribution_faithfulness",
+        "command": "python benchmarks/attribution_faithfulness.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": args.model, "threads": args.threads, "words": args.words, "soft_samples": args.soft_samples,
+        "prompts_requested": args.prompts, "prompts_completed": len(items),
+        "methods": names, "options": opts, "better": BETTER,
+        "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
+        "seconds_total": time.perf_counter() - start,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "prompts": items, "table": table, "spearman": mean_agreement(agreements), "per_prompt": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(_finite(result), indent=1))
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md)
+    if len(items) == args.prompts:
+        print(md)
+
+
+def _finite(x):
+    """NaN / inf -> None, recursively (JSON-safe)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def markdown(result: dict) -> str:
+    t = result["table"]
+    arrows = {"higher": "↑", "lower": "↓"}
+    head = " | ".join(f"{m} {arrows[result['better'][m]]}" for m in METRICS)
+    lines = [(f"# Attribution faithfulness ({result['model']}, {len(result['prompts'])} prompts of "
+             f"{result['words']} words, word units, target = true next word)"), "",
+             (f"loadavg before/after: {[round(x, 2) for x in result['loadavg_before']]} / "
+             f"{[round(x, 2) for x in result['loadavg_after']]}; threads {result['threads']}; total "
+             f"{result['seconds_total'] / 60:.1f} min"), "",
+             f"| method | {head} | forward | backward | evaluations | attribution s | faithfulness s |",
+             "|---" * (len(METRICS) + 6) + "|"]
+    for name, r in t.items():
+        vals = " | ".join(f"{r[m]:.4f}" if r.get(m) is not None else "-" for m in METRICS)
+        cost = (f"{r['attr_forward_passes']:.1f} | {r['attr_backward_passes']:.1f} | {r['attr_evaluations']:.1f} | "
+                f"{r['attr_seconds']:.3f}" if "attr_seconds" in r else "- | - | - | -")
+        lines.append(f"| {name} | {vals} | {cost} | {r['faith_seconds']:.3f} |")
+    names = result["methods"]
+    lines += ["", "Mean Spearman rho between methods' rankings:", "",
+              "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for a in names:
+        lines.append(f"| {a} | " + " | ".join(f"{result['spearman'][a][b]:.2f}" for b in names) + " |")
+    opts = ", ".join(f"{k}: {v}" for k, v in result["options"].items() if v)
+    lines += ["", f"Options: {opts}; soft samples {result['soft_samples']}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
