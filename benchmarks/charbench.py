@@ -71,6 +71,10 @@ def main() -> None:
     eval_seconds = time.perf_counter() - eval_start
     by_task = (accuracy_by(table, "word_len").groupby("task")[["n", "correct"]].sum().reset_index()
                .assign(accuracy=lambda f: f["correct"] / f["n"]))
+    baseline = {}  # always answering the task's most frequent gold value
+    for task, part in table.groupby("task"):
+        value = int(part["answer"].mode().iloc[0])
+        baseline[task] = {"answer": value, "accuracy": float((part["answer"] == value).mean())}
     by_token = accuracy_by(table, "token_len")
     by_word = accuracy_by(table, "word_len")
     by_tokens = accuracy_by(table, "word_tokens")
@@ -81,7 +85,7 @@ def main() -> None:
         "loadavg_after": os.getloadavg(), "wall_seconds": time.perf_counter() - start,
         "eval_seconds": eval_seconds, "seconds_per_item": eval_seconds / len(table),
         "unparsed_answers": int(table["prediction"].isna().sum()),
-        "accuracy_by_task": _records(by_task), "accuracy_by_token_len": _records(by_token),
+        "accuracy_by_task": _records(by_task), "majority_baseline": baseline, "accuracy_by_token_len": _records(by_token),
         "accuracy_by_word_len": _records(by_word), "accuracy_by_word_tokens": _records(by_tokens),
         "items": _records(table.drop(columns=["seconds"])),
     }
@@ -92,12 +96,17 @@ def main() -> None:
              f"{args.corpus} (seed {args.seed}); {result['seconds_per_item']:.2f} s/item, eval "
              f"{eval_seconds / 60:.1f} min at OMP_NUM_THREADS={result['omp_num_threads']} (load average "
              f"{load_before[0]:.1f} -> {result['loadavg_after'][0]:.1f})"), "",
-             "| task | accuracy | n |", "|---|---|---|"]
-    lines += [f"| {r['task']} | {r['accuracy']:.3f} | {r['n']} |" for r in _records(by_task)]
+             "| task | accuracy | n | always the most frequent gold answer |", "|---|---|---|---|"]
+    for r in _records(by_task):
+        base = baseline.get(r["task"])
+        shown = f"{base['accuracy']:.3f} (answer {base['answer']})" if base else ""
+        lines.append(f"| {r['task']} | {r['accuracy']:.3f} | {r['n']} | {shown} |")
     lines += ["", "Accuracy by the length (characters) of the token holding the queried character:", ""]
     lines += _md_table(by_token, "token_len")
     lines += ["", "Accuracy by word length:", ""]
     lines += _md_table(by_word, "word_len")
+    lines += ["", "Accuracy by the number of tokens the word is split into:", ""]
+    lines += _md_table(by_tokens, "word_tokens")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     print(f"saved {out} and {out.with_suffix('.md')}")
