@@ -222,3 +222,30 @@ def test_a_merge_touches_only_the_words_containing_the_pair(monkeypatch):
     merges, _, _, _ = bpe_train.train_from_word_counts(words, 257, progress=False)
     assert merges == [(ord("z"), ord("q"))]
     assert len(calls) == 1  # not one per word of the corpus
+
+
+def test_a_cuda_device_counts_the_starting_pairs_with_the_pair_count_op(monkeypatch):
+    # No GPU here: the op's own PyTorch reference stands in for the CUDA kernel (the kernel itself is checked
+    # against that reference in tests/kernels). What this checks is the trainer's wiring: with a CUDA device
+    # the starting counts come from the op, and the merges are those of the CPU trainer.
+    import workbench.tokenization.bpe_train as bpe_train
+    from workbench.kernels.bpe_pair_counts import bpe_pair_counts_reference
+    from workbench.tokenization.pair_counts import flatten_word_table
+
+    devices = []
+
+    def counted_on(seqs, freqs, device=None):
+        devices.append(str(device))
+        return bpe_pair_counts_reference(*flatten_word_table(seqs, freqs, "cpu")).to_dict()
+
+    monkeypatch.setattr(bpe_train, "count_pairs", counted_on)
+    text = training_text()
+    on_cpu = train_bpe(text, 300, progress=False)
+    on_gpu = train_bpe(text, 300, progress=False, device="cuda")
+    assert devices == ["cuda"]
+    assert on_gpu.merges == on_cpu.merges and on_gpu.merge_counts == on_cpu.merge_counts
+
+
+def test_a_bad_device_is_refused_before_training():
+    with pytest.raises(ValueError, match="device must be None or a torch device.*'gpu0'"):
+        train_bpe("some text", 300, device="gpu0")

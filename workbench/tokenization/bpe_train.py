@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from workbench.tokenization.bpe import BPETokenizer
-from workbench.tokenization.pair_counts import PairCountLog, PairCountRecorder
+from workbench.tokenization.pair_counts import PairCountLog, PairCountRecorder, count_pairs
 from workbench.tokenization.pretokenize import (
     DEFAULT_PATTERN,
     Pretokenizer,
@@ -136,6 +137,15 @@ def count_words(texts: Iterable[str], pre: Pretokenizer, *, raw: bool = False) -
     return words
 
 
+def _check_device(device: object) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be None or a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+
+
 def _merge_word(toks: list[int], a: int, b: int, c: int) -> list[int]:
     """`toks` with every non-overlapping (a, b), left to right, replaced by c."""
     out: list[int] = []
@@ -161,12 +171,14 @@ def train_from_word_counts(
     min_frequency: int = 2,
     record_pair_counts: bool = False,
     progress: bool = True,
+    device: str | None = None,
 ) -> tuple[list[tuple[int, int]], list[int], str, PairCountLog | None]:
     """The merge loop over a word-frequency table (see the module docstring), starting from bytes.
 
     Returns (merges, count of each merged pair, why it stopped, pair-count log or None).
     """
     specials = _check_params(vocab_size, special_tokens, min_frequency)
+    _check_device(device)
     seqs: list[list[int]] = []
     freqs: list[int] = []
     for word, f in words.items():
@@ -175,7 +187,7 @@ def train_from_word_counts(
             freqs.append(f)
     table = [bytes([i]) for i in range(256)]
     return merge_loop(seqs, freqs, table, vocab_size - len(specials), min_frequency=min_frequency,
-                      record_pair_counts=record_pair_counts, progress=progress)
+                      record_pair_counts=record_pair_counts, progress=progress, device=device)
 
 
 def merge_loop(
@@ -189,21 +201,26 @@ def merge_loop(
     record_pair_counts: bool = False,
     progress: bool = True,
     desc: str = "BPE merges",
+    device: str | None = None,
 ) -> tuple[list[tuple[int, int]], list[int], str, PairCountLog | None]:
     """The incremental merge loop (see the module docstring) on token sequences `seqs` (ids into `table`,
     each weighted by `freqs`) until `table` has `target` entries; `seqs` and `table` are updated in place.
 
     `allow(a, b)`, when given, vetoes pairs: a current best pair it rejects is dropped from the heap (and
     dropped again if its count rises later) and the next best pair is taken. None allows every pair.
+    `device`: None or "cpu" counts the starting pairs here; a CUDA device counts them with the CUDA pair-count
+    kernel (pair_counts.count_pairs); the merges that follow are the same either way.
     Returns (merges, count of each merged pair, why it stopped, pair-count log or None).
     """
     ids = {piece: i for i, piece in enumerate(table)}
-    counts: dict[tuple[int, int], int] = defaultdict(int)
+    on_cpu = _check_device(device).type == "cpu"
+    counts: dict[tuple[int, int], int] = defaultdict(int) if on_cpu else count_pairs(seqs, freqs, device)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)
     for w, toks in enumerate(seqs):
         f = freqs[w]
         for pair in pairwise(toks):
-            counts[pair] += f
+            if on_cpu:
+                counts[pair] += f
             where[pair].add(w)
     counts = dict(counts)
     recorder = PairCountRecorder(counts) if record_pair_counts else None
@@ -285,15 +302,17 @@ def train_bpe(
     record_pair_counts: bool = False,
     progress: bool = True,
     name: str = "bpe",
+    device: str | None = None,
 ) -> BPETrainResult:
     """Train a byte-level BPE on `texts` (str items, valid UTF-8) up to `vocab_size` tokens (incl. specials).
 
     `pattern` is the pre-tokenizer regex (default: the cl100k-style pattern); `special_tokens` get the last
-    ids and are never merged with text; `bos`/`eos` name two of them. See the module docstring for the
-    algorithm, the tie-breaking and when training stops.
+    ids and are never merged with text; `bos`/`eos` name two of them; `device` "cuda" counts the starting
+    pairs on the GPU (see merge_loop). See the module docstring for the algorithm, the tie-breaking and when
+    training stops.
     """
     return _train(False, texts, vocab_size, pattern, special_tokens, bos, eos, min_frequency,
-                  record_pair_counts, progress, name)
+                  record_pair_counts, progress, name, device)
 
 
 def train_bpe_from_bytes(data: Iterable[bytes] | bytes, vocab_size: int, **options: Any) -> BPETrainResult:
@@ -307,8 +326,9 @@ def train_bpe_from_bytes(data: Iterable[bytes] | bytes, vocab_size: int, **optio
 
 def _train(raw: bool, corpus: Any, vocab_size: int, pattern: str, special_tokens: Iterable[str],
            bos: str | None, eos: str | None, min_frequency: int, record: bool, progress: bool,
-           name: str) -> BPETrainResult:
+           name: str, device: str | None) -> BPETrainResult:
     specials = _check_params(vocab_size, special_tokens, min_frequency)
+    _check_device(device)
     for param, value in (("bos", bos), ("eos", eos)):
         if value is not None and value not in specials:
             raise ValueError(f"{param}={value!r} must be one of special_tokens {specials} (or None)")
@@ -318,7 +338,7 @@ def _train(raw: bool, corpus: Any, vocab_size: int, pattern: str, special_tokens
     count_seconds = time.perf_counter() - start
     merges, merge_counts, stopped, log = train_from_word_counts(
         words, vocab_size, special_tokens=specials, min_frequency=min_frequency,
-        record_pair_counts=record, progress=progress,
+        record_pair_counts=record, progress=progress, device=device,
     )
     seconds = time.perf_counter() - start
     tokenizer = BPETokenizer(merges, pattern=pattern, special_tokens=specials, bos=bos, eos=eos, name=name)
