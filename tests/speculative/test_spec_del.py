@@ -6,9 +6,13 @@ the selection rule on hand-made tables, bad input."""
 import pytest
 import torch
 
-from workbench.models import LM, tiny_lm
+from workbench.models import LM
 from workbench.models.tiny import WEIGHT_STD, tiny_config, tiny_tokenizer
-from workbench.speculative import SamplingConfig, probs_from_logits, speculative_generate
+from workbench.speculative import (
+    SamplingConfig,
+    probs_from_logits,
+    speculative_generate,
+)
 from workbench.speculative.drafters import get_drafter
 from workbench.speculative.drafters.del_drafter import DELDrafter, select_exit
 
