@@ -4,8 +4,8 @@ and show the speculative result's view (draft tree of a step, accepted tokens pe
 comparison: forward calls, seconds, tokens/s, the measured speedup and whether the tokens are identical
 (greedy speculative decoding must reproduce greedy decoding exactly).
 
-Only model-free drafters are offered by default (prompt_lookup, token_recycling); others that need a draft model
-can be added as instances: `Explorer(lm, text, options={"speculative": {"drafters": {"draft": DraftModelDrafter(
+Every registered drafter without a `draft` model option (model-free and self-speculative ones: prompt_lookup
+first) is offered by default; drafters that need a draft model can be added as instances: `Explorer(lm, text, options={"speculative": {"drafters": {"draft": DraftModelDrafter(
 draft_lm)}}})`."""
 from __future__ import annotations
 
@@ -15,7 +15,19 @@ from typing import Any
 from workbench.views.explorer import Control, ExplorerTab, Progress, register_tab
 from workbench.views.table import Table
 
-MODEL_FREE = ("prompt_lookup", "token_recycling")
+
+
+def model_free_drafters() -> list[str]:
+    """Registered drafters with no `draft` (draft model) option, prompt_lookup first."""
+    from dataclasses import fields
+
+    from workbench.speculative.drafters.registry import DRAFTER_REGISTRY
+
+    def model_free(cls: type) -> bool:
+        return "draft" not in {f.name for f in fields(cls)}
+
+    names = [name for name in DRAFTER_REGISTRY.names() if model_free(DRAFTER_REGISTRY.get(name))]
+    return sorted(names, key=lambda name: (name != "prompt_lookup", name))
 
 
 @register_tab("speculative", title="Speculative decoding")
@@ -36,7 +48,7 @@ class SpeculativeTab(ExplorerTab):
     def controls(self, lm: Any) -> list[Control]:
         from workbench.speculative.verifiers.registry import VERIFIER_REGISTRY
 
-        drafters = list(dict.fromkeys([*MODEL_FREE, *self.extra]))
+        drafters = list(dict.fromkeys([*model_free_drafters(), *self.extra]))
         verifiers = VERIFIER_REGISTRY.names()
         return [
             Control("drafter", "dropdown", drafters[0], options=drafters),
