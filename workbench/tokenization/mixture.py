@@ -23,7 +23,9 @@ Keeping the LP small (as the paper does: top pairs plus lazy constraints):
   pairs above the merge in some category can bind; of those we keep each category's `top_k` most frequent
   pairs per step (the candidates);
 - lazy constraint generation: the LP starts with each step's strongest candidate per category; after each
-  solve, every candidate constraint violated by more than `tol` is added, until none is;
+  solve, each step's `add_per_step` most violated candidate constraints (by more than `tol`) are added,
+  until none is violated (adding all violated ones at once can swamp HiGHS with 10^5 rows on real
+  tokenizers);
 - steps whose merge never occurs in any sample carry no information and are left out (reported).
 The LP is solved on counts per `scale` bytes (scale = the smallest sample's size, so entries are counts in a
 sample of that size) to stay well above HiGHS's absolute tolerances; the objective is reported per byte.
@@ -244,12 +246,13 @@ def pair_count_rows(
             candidates: set[tuple[int, int]] = set()
             for r in replays:
                 candidates.update(p for p in r.top(top_k + 1) if p != (a, b))
-            for p in sorted(candidates):
-                row = np.array([r.counts.get(p, 0) for r in replays], dtype=np.float64) / sizes - m
-                if (row > 0).any():
-                    steps.append(t)
-                    pairs.append(pair_ids.setdefault(p, len(pair_ids)))
-                    rows.append(row)
+            cands = sorted(candidates)
+            block = np.array([[r.counts.get(p, 0) for r in replays] for p in cands], dtype=np.float64)
+            block = block.reshape(-1, len(names)) / sizes - m
+            for k in np.flatnonzero((block > 0).any(axis=1)):
+                steps.append(t)
+                pairs.append(pair_ids.setdefault(cands[k], len(pair_ids)))
+                rows.append(block[k])
         for r in replays:
             r.merge(a, b, c)
     if used == 0:
@@ -262,8 +265,8 @@ def pair_count_rows(
                     pair_tokens=[(table[a], table[b]) for a, b in pair_ids])
 
 
-def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9,
-                  max_rounds: int = 50) -> tuple[np.ndarray, float, int, int]:
+def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9, add_per_step: int = 5,
+                  max_rounds: int = 200) -> tuple[np.ndarray, float, int, int]:
     """The LP (module docstring) with lazy constraint generation over the candidate rows of `data`.
     Returns (alpha, objective in counts per byte, constraints used, rounds)."""
     from scipy.optimize import linprog
@@ -299,10 +302,14 @@ def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9,
         alpha, v = res.x[:n_cat], res.x[n_cat : n_cat + n_steps]
         slack = v[steps] + (res.x[n_cat + n_steps :][pairs] if pair_slack else 0.0)
         objective = float(res.fun) / scale
-        violated = (rows @ alpha - slack > tol * max(1.0, scale)) & ~active
-        if not violated.any():
+        excess = np.where(active, -np.inf, rows @ alpha - slack)
+        violated = np.flatnonzero(excess > tol * max(1.0, scale))
+        if len(violated) == 0:
             break
-        active |= violated
+        # add each step's `add_per_step` most violated constraints (all of them would swamp HiGHS)
+        order = violated[np.lexsort((-excess[violated], steps[violated]))]
+        rank = np.arange(len(order)) - np.searchsorted(steps[order], steps[order], side="left")
+        active[order[rank < add_per_step]] = True
     return alpha, objective, int(active.sum()), rounds
 
 
