@@ -147,7 +147,7 @@ def test_gathered_mode_equals_masked_mode(lms, name):
 
 
 def test_bad_mode(lms):
-    with pytest.raises(ValueError, match=r"mode must be one of \['masked', 'gathered'\]"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['masked', 'gathered', 'evict'\]"):
         sparse_generate(lms["llama"], PROMPT, "h2o", budget=8, mode="evicted")
     with pytest.raises(ValueError, match="selector must be a Selector"):
         SparseAttention("h2o")

@@ -16,8 +16,13 @@ mask already restricts a decode step (sliding-window layers) attend their window
 Calls with several new tokens after the prompt (e.g. speculative verification) are dense in this mode.
 Gathered mode: decode steps call `workbench.kernels.sparse_decode_attention` on the selected positions (the CUDA
 kernel on a GPU with CuPy, its PyTorch reference elsewhere) instead of masking a dense softmax; layers with
-attention logit softcapping, which the kernel lacks, use the masked computation. Eviction (physically dropping
-cache rows) is not implemented yet.
+attention logit softcapping, which the kernel lacks, use the masked computation. Evict mode
+(`workbench.sparse.eviction`): each decode step attends its selection as in masked mode and then the cache
+physically keeps only the selected rows (`SparseAttention.evict(cache)` after the forward, `KVCache.gather`).
+
+With `track_recall=True` every decode step also records, per layer, the attention mass on the selection and that
+of the oracle top-k of the same size (`RecallRecord`); `start_from_prefill` lets a prompt processed elsewhere
+(`workbench.sparse.prefill`, one dense prefill shared by many policies) stand in for the dense prefill.
 
 KV bytes read per decode step are counted over all layers, the batch and KV heads: selected K and V rows, the
 metadata the policy read to decide (`Selector.extra_bytes`) and the index list (none when a layer reads every
@@ -33,17 +38,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from workbench.sparse.ranking import count_selected, indices_to_mask, to_lengths
-from workbench.sparse.reference import sparse_attention
+from workbench.sparse.ranking import (
+    PAD,
+    count_selected,
+    group_sum,
+    indices_to_mask,
+    to_lengths,
+)
+from workbench.sparse.reference import attention_probs, sparse_attention
 from workbench.sparse.registry import get_selector
 from workbench.sparse.selector import LayerState, Selector
 
 if TYPE_CHECKING:  # pragma: no cover
+    from workbench.models.cache import KVCache
     from workbench.models.lm import LM
     from workbench.models.outputs import Generation
 
 
-MODES = ("masked", "gathered")
+MODES = ("masked", "gathered", "evict")
 
 
 @dataclass
@@ -63,6 +75,17 @@ class StepCost:
         return self.kv_bytes + self.metadata_bytes + self.index_bytes
 
 
+@dataclass
+class RecallRecord:
+    """Attention-mass recall of one layer's selection at one decode step (means over batch and query heads),
+    and that of the oracle top-k with the same number of positions per KV head (`metrics.oracle_mass_recall`)."""
+
+    step: int
+    layer: int
+    recall: float
+    oracle_recall: float
+
+
 class SparseAttention:
     """The function for `with lm.attention(fn)`: dense prefill, selected-only decode steps (masked mode).
 
@@ -70,7 +93,8 @@ class SparseAttention:
     number of new tokens) starts a new sequence for that layer.
     """
 
-    def __init__(self, selector: Selector, mode: str = "masked", backend: str | None = None, index_bytes: int = 4):
+    def __init__(self, selector: Selector, mode: str = "masked", backend: str | None = None, index_bytes: int = 4,
+                 track_recall: bool = False):
         if not isinstance(selector, Selector):
             raise ValueError(f"selector must be a Selector (see get_selector), got {type(selector).__name__}")
         if mode not in MODES:
@@ -81,11 +105,33 @@ class SparseAttention:
         self.states: dict[int, LayerState] = {}
         self.steps: list[StepCost] = []
         self._decode_steps: dict[int, int] = {}
+        self.track_recall = track_recall
+        self.recalls: list[RecallRecord] = []
+        self._selections: dict[int, Tensor] = {}  # evict mode: the last decode step's selection per layer
+        self._seen: dict[int, int] = {}  # evict mode: positions seen per layer (the context without eviction)
 
     def reset(self) -> None:
         self.states.clear()
         self.steps.clear()
         self._decode_steps.clear()
+        self.recalls.clear()
+        self._selections.clear()
+        self._seen.clear()
+
+    def start_from_prefill(self, layer_idx: int, queries: Tensor, keys: Tensor, scaling: float) -> LayerState:
+        """Begin a sequence at one layer from a prompt processed elsewhere (`workbench.sparse.prefill`).
+
+        queries [B, H, P, D] and keys [B, H_kv, P, D] of the prompt, as the dense prefill of `__call__` would
+        have seen them; the next call with one new token is a decode step. Policies that learn from attention
+        must still observe the prefill probabilities (`workbench.sparse.prefill.start_policies` does that).
+        """
+        if layer_idx == 0:
+            self.reset()
+        self._decode_steps.pop(layer_idx, None)
+        self._seen[layer_idx] = keys.shape[2]
+        state = LayerState(queries[:, :, -1], keys, layer_idx=layer_idx, prefill_queries=queries, scaling=scaling)
+        self.states[layer_idx] = state
+        return state
 
     def __call__(self, query: Tensor, key: Tensor, value: Tensor, *, layer_idx: int, scaling: float,
                  attention_mask: Tensor | None, module: Any = None):
@@ -95,8 +141,11 @@ class SparseAttention:
         if total == new:  # a new sequence starts at this layer
             self.states.pop(layer_idx, None)
             self._decode_steps.pop(layer_idx, None)
+            self._seen.pop(layer_idx, None)
             if layer_idx == min([layer_idx, *self.states]):
                 self.steps.clear()
+                self.recalls.clear()
+                self._selections.clear()
         state = self.states.get(layer_idx)
         allowed = None if attention_mask is None else attention_mask > torch.finfo(attention_mask.dtype).min / 2
         decoding = new == 1 and state is not None
@@ -112,6 +161,12 @@ class SparseAttention:
 
         state.update(query[:, :, 0], key)
         indices = self.selector.select(state)
+        if self.track_recall:
+            self._track_recall(state, indices, scaling)
+        context = total
+        if self.mode == "evict":
+            self._selections[layer_idx] = indices
+            self._seen[layer_idx] = context = self._seen.get(layer_idx, total - 1) + 1
         if self.mode == "gathered" and getattr(module, "attn_logit_softcapping", None) is None:
             return self._gathered(state, query, key, value, indices, scaling)
         selected = indices_to_mask(indices, total).repeat_interleave(state.group_size, dim=1).unsqueeze(2)
@@ -122,9 +177,23 @@ class SparseAttention:
                                          return_weights=True)
         if self.selector.needs_observe:
             self.selector.observe(state, probs)
-        self._record(layer_idx, total, count_selected(indices), key,
+        self._record(layer_idx, context, count_selected(indices), key,
                      self.selector.extra_bytes(state, key.element_size()))
         return out, probs
+
+    def evict(self, cache: KVCache) -> bool:
+        """Evict mode, after a decode step's forward: keep in `cache` only the rows each layer and KV head just
+        selected (`KVCache.gather`); the policy's slot-indexed memory follows. Returns whether rows were dropped."""
+        from workbench.sparse.eviction import evict
+
+        if self.mode != "evict":
+            raise ValueError(f"evict() is for mode 'evict', this SparseAttention is in mode {self.mode!r}")
+        if not self._selections:
+            return False
+        try:
+            return evict(self, cache, self._selections)
+        finally:
+            self._selections.clear()
 
     def _gathered(self, state: LayerState, query: Tensor, key: Tensor, value: Tensor, indices: Tensor,
                   scaling: float):
@@ -141,7 +210,21 @@ class SparseAttention:
                      self.selector.extra_bytes(state, key.element_size()))
         return out.unsqueeze(2), probs
 
+    def _track_recall(self, state: LayerState, indices: Tensor, scaling: float) -> None:
+        """`metrics.mass_recall` and `metrics.oracle_mass_recall` from one softmax (the same numbers)."""
+        probs = attention_probs(state.query, state.keys, scaling)
+        g = state.group_size
+        recall = (probs * indices_to_mask(indices, state.context_len).repeat_interleave(g, dim=1)).sum(-1)
+        counts = (indices != PAD).sum(-1)
+        k = int(counts.max())
+        top = group_sum(probs, state.num_kv_heads).topk(k, dim=-1, sorted=True).indices  # [B, H_kv, k]
+        top = torch.where(torch.arange(k, device=top.device) < counts.unsqueeze(-1), top, PAD)
+        oracle = (probs * indices_to_mask(top, state.context_len).repeat_interleave(g, dim=1)).sum(-1)
+        step = self._decode_steps.get(state.layer_idx, 0)
+        self.recalls.append(RecallRecord(step, state.layer_idx, float(recall.mean()), float(oracle.mean())))
+
     def _prefill(self, layer_idx: int, query: Tensor, key: Tensor, scaling: float, probs: Tensor) -> None:
+        self._seen[layer_idx] = key.shape[2]
         state = self.states.get(layer_idx)
         if state is None:
             state = LayerState(query[:, :, -1], key, layer_idx=layer_idx, prefill_queries=query, scaling=scaling)
@@ -177,6 +260,8 @@ class SparseGeneration:
     params: dict
     generation: Generation
     steps: list[StepCost] = field(default_factory=list)
+    cache_bytes: list[int] = field(default_factory=list)  # evict mode: bytes the cache holds after each step
+    dense_cache_bytes: list[int] = field(default_factory=list)  # evict mode: what a full cache would hold
 
     @property
     def kv_bytes_per_step(self) -> list[int]:
@@ -200,6 +285,8 @@ class SparseGeneration:
             "generation": self.generation.to_dict(),
             "steps": [asdict(s) | {"total_bytes": s.total_bytes} for s in self.steps],
             "bytes_ratio": self.bytes_ratio,
+            "cache_bytes": list(self.cache_bytes),
+            "dense_cache_bytes": list(self.dense_cache_bytes),
         }
 
     def __repr__(self) -> str:
@@ -227,11 +314,12 @@ def sparse_generate(lm: LM, prompt: str | Sequence[int], policy: str | Selector 
                     top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
                     progress: bool = False, mode: str = "masked", backend: str | None = None,
                     **params) -> SparseGeneration:
-    """`lm.generate` with every decode step restricted to the policy's selection (masked mode).
+    """`lm.generate` with every decode step restricted to the policy's selection.
 
     policy: a registered name (with `budget` and policy `params`) or a Selector. The budget may not exceed the
     longest context this generation can reach (prompt + max_new_tokens); that is checked before any work.
-    mode: "masked" or "gathered" (see the module docstring); backend: the kernel backend for gathered mode.
+    mode: "masked", "gathered" or "evict" (see the module docstring); backend: the kernel backend for gathered
+    mode. In evict mode `cache_bytes` records the memory the shrinking cache holds after each decode step.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -250,9 +338,18 @@ def sparse_generate(lm: LM, prompt: str | Sequence[int], policy: str | Selector 
     if selector.budget is not None:
         longest = min(n_prompt + max_new_tokens, lm.max_context)
         selector.budget.check(longest, lm.num_kv_heads, lm.num_layers)
+    if mode == "evict":
+        from workbench.sparse.eviction import check_evictable, evicting_generate
+
+        check_evictable(lm, selector)
     attn = SparseAttention(selector, mode=mode, backend=backend)
+    params_out = {**selector.params(), "mode": mode}
+    if mode == "evict":
+        gen, held, dense = evicting_generate(lm, prompt, attn, max_new_tokens=max_new_tokens, temperature=temperature,
+                                             top_k=top_k, top_p=top_p, seed=seed, stop=stop, progress=progress)
+        return SparseGeneration(policy=selector.name, params=params_out, generation=gen, steps=list(attn.steps),
+                                cache_bytes=held, dense_cache_bytes=dense)
     with lm.attention(attn):
         gen = lm.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                           seed=seed, stop=stop, progress=progress)
-    params_out = {**selector.params(), "mode": mode}
     return SparseGeneration(policy=selector.name, params=params_out, generation=gen, steps=list(attn.steps))
