@@ -139,6 +139,16 @@ def test_eos_inside_a_draft():
     assert spec.steps[-1].accepted > 0 or spec.steps[-1].drafted == 0
 
 
+@pytest.mark.parametrize("confidence, expect_one", [(0.0, False), (1.0, True)])
+def test_min_confidence_extremes(confidence, expect_one):
+    lm = deep_tiny("qwen2", layers=4, seed=3, identity_from=2)
+    drafter = DELDrafter(exit_layers=(2,), draft_length=4, min_confidence=confidence)
+    spec = speculative_generate(lm, PROMPT, drafter, max_new_tokens=16, budget=4)
+    assert spec.new_ids == lm.generate(PROMPT, max_new_tokens=16).new_ids
+    drafted = [s.drafted for s in spec.steps[:-2]]
+    assert all(d == 1 for d in drafted) if expect_one else all(d == 4 for d in drafted)
+
+
 def test_select_exit_on_hand_made_tables():
     # L = 8, alpha_2 = 0.5, alpha_4 = 0.9, g <= 3. TPL = (1 + a + .. + a^g) / (g * l + 8):
     # l=2: 1.5/10 = .150, 1.75/12 = .1458, 1.875/14 = .1339;  l=4: 1.9/12 = .1583, 2.71/16 = .1694, 3.439/20 = .1720
@@ -162,7 +172,7 @@ def test_registered_by_name():
 @pytest.mark.parametrize("options, param", [
     ({"exit_layers": (0,)}, "exit_layers"), ({"exit_layers": ()}, "exit_layers"), ({"exit_layers": (1.5,)}, "exit_layers"),
     ({"max_draft": 0}, "max_draft"), ({"draft_length": 0}, "draft_length"), ({"prior": 1.5}, "prior"),
-    ({"decay": 0.0}, "decay"), ({"prior_weight": 0}, "prior_weight"),
+    ({"decay": 0.0}, "decay"), ({"prior_weight": 0}, "prior_weight"), ({"min_confidence": 1.5}, "min_confidence"),
 ])
 def test_bad_options(options, param):
     with pytest.raises(ValueError, match=param):
@@ -190,7 +200,7 @@ def test_smollm2_greedy_equals_generate():
     lm = LM.load("smollm2-135m")
     prompt = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"
     ref = lm.generate(prompt, max_new_tokens=32)
-    drafter = DELDrafter(exit_layers=(4, 8, 12, 15), max_draft=6)
+    drafter = DELDrafter(exit_layers=(6, 12), max_draft=6)
     spec = speculative_generate(lm, prompt, drafter, max_new_tokens=32, budget=6)
     assert spec.new_ids == ref.new_ids
     alphas = {layer: round(drafter.alpha(layer), 3) for layer in drafter.candidates}

@@ -38,9 +38,14 @@ target's per-layer hidden states (or its KV cache) to `update` in decode.py woul
 leave only the unembedding; that change is not made here. Draft passes are not counted in the target's
 `lm.counters` / `lm.kv_traffic` (the drafter restores them); the drafter's own costs are in `self.cost`.
 
-Simplifications against the paper: the paper also stops a draft early when the draft token's confidence drops
-below a dynamic threshold ("dynamic draft exiting"); here the length is chosen once per step by TPL. The
-candidate set is a fixed list (default: every layer in 1..max(1, L // 2)), not all layers.
+Dynamic draft exiting (simplified). The paper also stops a draft mid-round when the draft's confidence drops
+(a threshold it adapts from its statistics). Here `min_confidence` (default None: off) is a FIXED threshold: after
+the first token, drafting stops before a token whose early-exit distribution (raw softmax, temperature 1) has a
+top probability below it; the TPL choice of g is then an upper bound.
+
+Other simplifications against the paper: the candidate set is a fixed list (default: every layer in
+1..max(1, L // 2)), not all layers; alpha_l is a decayed mean over committed positions rather than the paper's
+per-round count of matched shadow tokens up to the first mismatch (both measure agreement on the accepted context).
 """
 from __future__ import annotations
 
@@ -133,6 +138,7 @@ class DELDrafter(Drafter):
     prior: float = 0.5
     prior_weight: float = 2.0
     decay: float = 0.95
+    min_confidence: float | None = None
     reset_each_generation: bool = True
     history: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
 
@@ -152,6 +158,8 @@ class DELDrafter(Drafter):
                 raise ValueError(f"{pname} must be an int >= 1, got {value!r}")
         _check_fraction(self.prior, "prior")
         _check_fraction(self.decay, "decay", low_open=True)
+        if self.min_confidence is not None:
+            _check_fraction(self.min_confidence, "min_confidence")
         if isinstance(self.prior_weight, bool) or not isinstance(self.prior_weight, (int, float)) \
                 or not self.prior_weight > 0:
             raise ValueError(f"prior_weight must be a number > 0, got {self.prior_weight!r}")
@@ -231,7 +239,7 @@ class DELDrafter(Drafter):
         k_max = self.candidates[-1]
         out = self._forward(new, k_max, k_max, hidden=True)
         self.cost["catchup_layer_tokens"] += len(new) * k_max
-        first = max(common, self.first_stat)
+        first = max(common, min(self.first_stat, len(context) - 1))
         rows = list(range(first - common, len(new)))
         with torch.no_grad():
             states = torch.stack([out.hidden_states[layer][0, rows] for layer in self.candidates])  # [C, R, H]
@@ -265,6 +273,8 @@ class DELDrafter(Drafter):
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
         for i in range(length):
+            if i and self.min_confidence is not None and float(torch.softmax(logits, -1).max()) < self.min_confidence:
+                break
             probs = self.sampling.probs(logits)
             if self.sampling.greedy:
                 token = int(probs.argmax())

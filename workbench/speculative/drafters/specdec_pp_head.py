@@ -18,7 +18,8 @@ j from the prompt's last token on, the draft proposes x_j (argmax of its process
 draw from it) and is labelled
     greedy (temperature 0):  y = 1 iff x_j == argmax p_j;
     sampling:                y = min(1, p_j(x_j) / q_j(x_j))   (the probability speculative sampling accepts x_j),
-with p_j, q_j processed by the same temperature / top-k / top-p (`speculative.sampling`).
+with p_j, q_j processed by the same temperature / top-k / top-p (`speculative.sampling`). A head predicts
+acceptance under the settings it was calibrated with: calibrate at the temperature you decode with.
 
 Training (`fit_acceptance_head`): weighted binary cross-entropy as in the paper, which up-weights the rarer
 rejected class:  loss = mean( -y log s - rejected_weight * (1 - y) log(1 - s) ),  s = sigmoid(logit); full-batch
