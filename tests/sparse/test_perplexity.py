@@ -118,3 +118,13 @@ def test_bad_input_is_refused_before_work(lms):
     with pytest.raises(ValueError, match="unknown sparse attention policy 'nope'"):
         policy_perplexity(lm, ids, PREFIX, SCORE, runs=[("nope", 8)])
     assert lm.counters.forward_calls == calls
+
+
+def test_runs_of_one_policy_share_what_it_learned_at_prefill(lms):
+    """Budgets of the same learning policy start from a copy of one observation: same result as separately."""
+    lm, ids = lms["llama"], texts(seed=5)
+    runs = [("h2o", 9), ("keyformer", 10), ("h2o", 14), ("spatten", 9), ("keyformer", 13), ("spatten", 12)]
+    shared = policy_perplexity(lm, ids, PREFIX, SCORE, runs=runs, group=6)
+    for run, row in zip(runs, shared.rows[1:]):
+        alone = policy_perplexity(lm, ids, PREFIX, SCORE, runs=[run]).rows[1]
+        assert (row.policy, row.budget) == run and row.nll == pytest.approx(alone.nll, abs=1e-6)

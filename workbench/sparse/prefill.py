@@ -21,6 +21,7 @@ step for all of them (`RowSplit`).
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -110,14 +111,28 @@ def causal_probs(queries: Tensor, keys: Tensor, scaling: float, rows: slice) -> 
 
 def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chunk: int = 256) -> None:
     """Put each SparseAttention at the end of the prefill: per layer its LayerState, and for policies that
-    learn from attention the prefill probabilities observed (computed once per row chunk for all of them)."""
+    learn from attention the prefill probabilities observed (computed once per row chunk for all of them).
+
+    What a policy learns from the prefill does not depend on its budget, so among runs of the same policy with
+    the same parameters only the first observes; the others start from a deep copy of its memory (all layers
+    copied together, so objects shared across layers, like SpAtten's cascade, stay shared)."""
     if chunk < 2:
         raise ValueError(f"chunk must be >= 2 rows (a 1-row call means a decode step to Keyformer), got {chunk}")
     p = prefill.length
+    leaders: dict[str, SparseAttention] = {}
+    followers: list[tuple[SparseAttention, SparseAttention]] = []
+    for a in attns:
+        if a.selector.needs_observe:
+            key = f"{type(a.selector).__qualname__}:{ {k: v for k, v in a.selector.params().items() if k != 'budget'} }"
+            if key in leaders:
+                followers.append((a, leaders[key]))
+            else:
+                leaders[key] = a
+    observing = set(map(id, leaders.values()))
     for layer, (q, scaling) in enumerate(zip(prefill.queries, prefill.scalings)):
         keys = prefill.cache.keys(layer)
         states = [a.start_from_prefill(layer, q, keys, scaling) for a in attns]
-        observers = [(a, s) for a, s in zip(attns, states) if a.selector.needs_observe]
+        observers = [(a, s) for a, s in zip(attns, states) if id(a) in observing]
         if not observers:
             continue
         starts = list(range(0, p, chunk))
@@ -128,6 +143,11 @@ def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chun
             probs = causal_probs(q, keys, scaling, slice(lo, hi))
             for attn, state in observers:
                 attn.selector.observe(state, probs)
+    for attn, leader in followers:
+        layers = sorted(leader.states)
+        memories = copy.deepcopy([leader.states[i].memory for i in layers])
+        for i, memory in zip(layers, memories):
+            attn.states[i].memory = memory
 
 
 class RowSplit:
