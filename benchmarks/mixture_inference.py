@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES))
     parser.add_argument("--real-tokenizers", nargs="+", default=["cl100k", "o200k", "llama3", "qwen3"])
     parser.add_argument("--real-categories", nargs="+", default=list(REAL_CATEGORIES))
-    parser.add_argument("--real-merges", type=int, default=1000)
+    parser.add_argument("--real-merges", type=int, default=2000)
     parser.add_argument("--real-top-k", type=int, default=10)
     parser.add_argument("--real-sample-bytes", type=int, default=100_000)
     parser.add_argument("--skip-real", action="store_true")

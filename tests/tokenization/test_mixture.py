@@ -139,8 +139,8 @@ def test_lp_matches_brute_force_over_the_simplex():
     samples = {"prose": prose(rng, 1500), "code": code(rng, 1500, per_file=700), "c": TINY["c"]}
     data = pair_count_rows(merges, samples, pattern=pattern, top_k=10_000, progress=False)
     grid = [np.array([i, j, 40 - i - j]) / 40 for i in range(41) for j in range(41 - i)]
-    for pair_slack in (True, False):
-        alpha, objective, _, _ = solve_mixture(data, pair_slack=pair_slack)
+    for pair_slack, warm in ((True, True), (False, True), (True, False)):
+        alpha, objective, _, _ = solve_mixture(data, pair_slack=pair_slack, warm=warm)
         value = matching_value if pair_slack else step_slack_value
         values = [value(data, a) for a in grid]
         best = int(np.argmin(values))

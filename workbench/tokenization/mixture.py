@@ -265,12 +265,14 @@ def pair_count_rows(
                     pair_tokens=[(table[a], table[b]) for a, b in pair_ids])
 
 
-def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9, add_per_step: int = 5,
-                  max_rounds: int = 200) -> tuple[np.ndarray, float, int, int]:
-    """The LP (module docstring) with lazy constraint generation over the candidate rows of `data`.
-    Returns (alpha, objective in counts per byte, constraints used, rounds)."""
-    from scipy.optimize import linprog
+def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9, add_per_step: int = 10,
+                  max_rounds: int = 500, warm: bool = True) -> tuple[np.ndarray, float, int, int]:
+    """The LP (module docstring) with lazy constraint generation over the candidate rows of `data`; `warm`
+    re-solves one HiGHS model as rows are added (mixture_lp.py). Returns (alpha, objective in counts per
+    byte, constraints used, rounds)."""
     from scipy.sparse import csr_matrix, hstack
+
+    from workbench.tokenization.mixture_lp import IncrementalLP
 
     steps, pairs = data.steps, data.pairs
     n_cat, n_steps = data.rows.shape[1], data.n_steps
@@ -279,29 +281,30 @@ def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9,
     scale = float(data.sizes.min())
     rows = data.rows * scale
     n_pairs = int(pairs.max()) + 1 if pair_slack else 0
+    lp = IncrementalLP(np.r_[np.zeros(n_cat), np.ones(n_steps + n_pairs)],
+                       np.r_[np.ones(n_cat), np.zeros(n_steps + n_pairs)], warm=warm)
     active = np.zeros(len(rows), dtype=bool)
-    for c in range(n_cat):  # start: each step's strongest candidate per category
-        order = np.lexsort((-rows[:, c], steps))
-        first = np.r_[True, steps[order][1:] != steps[order][:-1]]
-        active[order[first]] = True
-    n_var = n_cat + n_steps + n_pairs
-    cost = np.r_[np.zeros(n_cat), np.ones(n_steps + n_pairs)]
-    a_eq = np.r_[np.ones(n_cat), np.zeros(n_steps + n_pairs)][None, :]
-    alpha, objective, rounds = np.full(n_cat, 1 / n_cat), 0.0, 0
-    for rounds in range(1, max_rounds + 1):
-        idx = np.flatnonzero(active)
+
+    def add(idx: np.ndarray) -> None:
+        active[idx] = True
         k = np.arange(len(idx))
         blocks = [csr_matrix(rows[idx]),
                   csr_matrix((-np.ones(len(idx)), (k, steps[idx])), shape=(len(idx), n_steps))]
         if pair_slack:
             blocks.append(csr_matrix((-np.ones(len(idx)), (k, pairs[idx])), shape=(len(idx), n_pairs)))
-        res = linprog(cost, A_ub=hstack(blocks).tocsr(), b_ub=np.zeros(len(idx)), A_eq=a_eq, b_eq=[1.0],
-                      bounds=[(0, None)] * n_var, method="highs")
-        if res.status != 0:
-            raise RuntimeError(f"the mixture LP failed: {res.message}")
-        alpha, v = res.x[:n_cat], res.x[n_cat : n_cat + n_steps]
-        slack = v[steps] + (res.x[n_cat + n_steps :][pairs] if pair_slack else 0.0)
-        objective = float(res.fun) / scale
+        lp.add_rows(hstack(blocks).tocsr())
+
+    start = np.zeros(len(rows), dtype=bool)
+    for c in range(n_cat):  # start: each step's strongest candidate per category
+        order = np.lexsort((-rows[:, c], steps))
+        start[order[np.r_[True, steps[order][1:] != steps[order][:-1]]]] = True
+    add(np.flatnonzero(start))
+    alpha, objective, rounds = np.full(n_cat, 1 / n_cat), 0.0, 0
+    for rounds in range(1, max_rounds + 1):
+        x, fun = lp.solve()
+        alpha = x[:n_cat]
+        slack = x[n_cat : n_cat + n_steps][steps] + (x[n_cat + n_steps :][pairs] if pair_slack else 0.0)
+        objective = fun / scale
         excess = np.where(active, -np.inf, rows @ alpha - slack)
         violated = np.flatnonzero(excess > tol * max(1.0, scale))
         if len(violated) == 0:
@@ -309,7 +312,7 @@ def solve_mixture(data: PairRows, *, pair_slack: bool = True, tol: float = 1e-9,
         # add each step's `add_per_step` most violated constraints (all of them would swamp HiGHS)
         order = violated[np.lexsort((-excess[violated], steps[violated]))]
         rank = np.arange(len(order)) - np.searchsorted(steps[order], steps[order], side="left")
-        active[order[rank < add_per_step]] = True
+        add(order[rank < add_per_step])
     return alpha, objective, int(active.sum()), rounds
 
 
