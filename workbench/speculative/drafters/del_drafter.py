@@ -212,6 +212,7 @@ class DELDrafter(Drafter):
         if self.reset_each_generation or tuple(candidates) != self.candidates:
             self._sums, self._weights, self.accepted_total, self.observations = {}, {}, {}, 0
         self.history, self.observed = [], []  # per generation: (exit layer, length) per step; observed positions
+        self.cost = {key: 0 for key in self.cost}  # per generation
         self.candidates = tuple(candidates)
         self.cache = lm.new_cache()
         self.tokens: list[int] = []  # what the cache holds (all layers 1..k_max)
