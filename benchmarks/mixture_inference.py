@@ -3,7 +3,7 @@ exploratory table on real tokenizers.
 
     python benchmarks/mixture_inference.py [--total-bytes 1000000] [--vocab-size 1256] [--sample-bytes 300000]
         [--top-k 30] [--mixtures 0.6/0.2/0.2 0.1/0.1/0.8 ...] [--real-tokenizers cl100k o200k llama3 qwen3]
-        [--real-merges 30000] [--real-sample-bytes 100000] [--skip-real]
+        [--real-merges 2000] [--real-top-k 10] [--real-sample-bytes 100000] [--skip-real] [--skip-validation]
 
 1. Validation. Categories english (english-prose + World English Bible), spanish (Reina-Valera 1909) and code
    (CPython stdlib), cut into 2000-character segments and shuffled (workbench.tokenization.mixture_data).
