@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.attribution import Contrastive, PerturbationValue, TargetFunction, attribute
-from workbench.attribution.methods.hierarchical_shapley import flat_coalition_count, select_groups
+from workbench.attribution import (
+    Contrastive,
+    PerturbationValue,
+    TargetFunction,
+    attribute,
+)
+from workbench.attribution.methods.hierarchical_shapley import (
+    flat_coalition_count,
+    select_groups,
+)
 from workbench.attribution.methods.registry import METHOD_REGISTRY
 from workbench.attribution.problem import Problem, check_prompt
 from workbench.attribution.targets import check_target, resolve
@@ -16,7 +24,7 @@ from .exact import exact_shapley
 
 Y = 7
 PROMPT = "Ab c. De fg hi. J!"  # three sentences, 18 byte tokens
-SENTENCES = [range(0, 5), range(5, 15), range(15, 18)]  # "Ab c." / " De fg hi." / " J!" (spaces join the next)
+SENTENCES = [range(5), range(5, 15), range(15, 18)]  # "Ab c." / " De fg hi." / " J!" (spaces join the next)
 TARGET = TargetFunction(lambda logits, ids: logits[:, 0, Y], "", ("logit[Y]",))
 
 

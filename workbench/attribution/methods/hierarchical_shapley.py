@@ -47,7 +47,11 @@ from workbench.attribution.chunking import check_budget
 from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.methods.shapley import permutation_shapley
-from workbench.attribution.perturb import PerturbationValue, check_baseline, check_baseline_for
+from workbench.attribution.perturb import (
+    PerturbationValue,
+    check_baseline,
+    check_baseline_for,
+)
 from workbench.attribution.problem import Problem
 from workbench.attribution.units import build_units
 from workbench.tokenization.protocol import InputTypeError

@@ -51,8 +51,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.attribution.chunking import check_budget, plan_chunks, resolve_budget, row_bytes
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_choice, check_int
+from workbench.attribution.chunking import (
+    check_budget,
+    plan_chunks,
+    resolve_budget,
+    row_bytes,
+)
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_choice,
+    check_int,
+)
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import kept_logits
 from workbench.attribution.problem import Problem
