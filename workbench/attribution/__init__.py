@@ -6,7 +6,7 @@
     a.sources, a.targets, a.cost, a.to_dict()
 
 Methods (one file each in methods/, registered by name): saliency, input_x_gradient, integrated_gradients,
-attention, rollout, occlusion, shapley, kernel_shap.
+attention, rollout, occlusion, shapley, kernel_shap, hierarchical_shapley (TextGenSHAP), reagent (ReAGent).
 """
 from workbench.attribution.api import attribute
 from workbench.attribution.critical_tokens import (

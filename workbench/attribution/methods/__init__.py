@@ -10,6 +10,8 @@ from workbench.attribution.methods import (  # noqa: F401  (each module register
     shapley,
 )
 from workbench.attribution.methods.base import Attributor, MethodOutput
-from workbench.attribution.methods.registry import METHODS, get_method, register_method
+from workbench.attribution.methods.registry import METHOD_REGISTRY, METHODS, get_method, register_method
+
+METHOD_REGISTRY.load_builtins()  # the methods in files not imported above (each new file registers itself)
 
 __all__ = ["METHODS", "Attributor", "MethodOutput", "get_method", "register_method"]

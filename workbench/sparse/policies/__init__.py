@@ -11,6 +11,9 @@ from workbench.sparse.policies.spatten import SpAtten
 from workbench.sparse.policies.streaming_llm import StreamingLLM
 from workbench.sparse.policies.tokenselect import TokenSelect
 from workbench.sparse.policies.zero_tprune import ZeroTPrune
+from workbench.sparse.registry import SELECTOR_REGISTRY
+
+SELECTOR_REGISTRY.load_builtins()  # policies in files not imported above (each new file registers itself)
 
 __all__ = [
            "FASA",

@@ -2,10 +2,13 @@
 from .base import Verifier, VerifyResult
 from .deterministic_tree import DeterministicTreeVerifier
 from .greedy import GreedyVerifier
+from . import registry
 from .registry import VERIFIERS, get_verifier, register_verifier
 from .rsd import RecursiveRejectionVerifier
 from .spectr import SpecTrVerifier
 from .speculative_sampling import SpeculativeSamplingVerifier
+
+registry.VERIFIER_REGISTRY.load_builtins()  # verifiers in files not imported above (each registers itself)
 
 __all__ = [
            "VERIFIERS",
