@@ -1,9 +1,10 @@
-"""Speculative decoding on CPU: model-free drafters against autoregressive decoding and HF's built-ins, on a small
-Spec-Bench-style prompt set (Xia et al., "Unlocking Efficiency in Large Language Model Inference: A Comprehensive
-Survey of Speculative Decoding", 2024) built from the offline corpora.
+"""Speculative decoding on CPU: every registered model-free drafter against autoregressive decoding and HF's
+built-ins, on a small Spec-Bench-style prompt set (Xia et al., "Unlocking Efficiency in Large Language Model
+Inference: A Comprehensive Survey of Speculative Decoding", 2024) built from the offline corpora.
 
     python benchmarks/speculative_cpu.py [--model smollm2-135m] [--per-category 2] [--reps 1]
                                          [--max-new-tokens 64] [--lookup-tokens 10] [--threads N]
+    python benchmarks/speculative_cpu.py --pair [--per-category 1] [--max-new-tokens 32]   # Qwen 0.5B -> 1.5B
 
 Categories (every prompt rendered with the model's chat template): multi-turn chat (two user turns about a
 HumanEval problem and an english-prose passage), code (HumanEval prompts), summarisation (a long english-prose
@@ -13,18 +14,28 @@ translation (a UDHR article in French / Spanish + "Translate to English:"). Prom
 Methods, greedy fp32, interleaved per prompt (every method runs on a prompt before the next prompt), median of
 `--reps` timings per prompt:
 - ar: `lm.generate` (the baseline for "speedup_vs_ar");
-- prompt_lookup, token_recycling: `speculative_generate` with the greedy verifier (outputs checked token-identical
-  to `ar`). Token Recycling's adjacency matrix starts empty at every repetition and persists across the prompts of
-  that repetition, in prompt order (as in the paper, where it persists across queries);
+- default mode: every drafter in the registry that needs no draft model (prompt_lookup, token_recycling,
+  lookahead, stand, goose, del, ... as registered when run) through `speculative_generate` with the greedy
+  verifier and the cost-aware budget (`--no-cost-aware` turns it off); `prompt_lookup_fixed` is prompt lookup
+  with the fixed budget, to show what the cost rule changes. Stateful drafters (token recycling, goose, stand)
+  are built once per repetition and keep their memory across that repetition's prompts, in prompt order;
+- --pair mode (target qwen2.5-coder-1.5b, draft qwen2.5-coder-0.5b, both loaded once): the draft-model
+  drafters (draft_model chain, dyspec, specdec_pp when `--specdec-head` gives its trained head) and HF assisted
+  generation (`assistant_model=`, HF's built-in for a draft model);
 - hf_greedy: `lm.model.generate(do_sample=False)` (the baseline for "speedup_vs_hf_greedy");
-- hf_prompt_lookup: `lm.model.generate(do_sample=False, prompt_lookup_num_tokens=N)`; whether its output equals
-  hf_greedy's is recorded (HF does not guarantee it bit for bit).
-Target forward passes for HF are counted with a forward pre-hook on the HF model. Every method is warmed up once
-before timing. Writes benchmarks/results/speculative_cpu.json and prints a per-category and overall table.
+- hf_prompt_lookup (default mode): `lm.model.generate(do_sample=False, prompt_lookup_num_tokens=N)`.
+Every output is compared with `ar`'s tokens (`identical_to_ar`, recorded per method; HF's are not guaranteed
+bit for bit). Targets of issue #7: the best of our lossless methods >= 1.5x `ar`, and its speedup over `ar`
+>= 1.25x the best HF built-in's speedup over hf_greedy; both recorded as met or not. Target forward passes for
+HF are counted with a forward pre-hook on the HF model. Every method is warmed up once before timing (this also
+runs the cost-aware budget's one-off forward-time calibration). os.getloadavg() is recorded before and after:
+the speeds only mean something on a quiet machine. Writes benchmarks/results/speculative_cpu.json + .md
+(speculative_cpu_pair.* with --pair).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -35,7 +46,6 @@ from pathlib import Path
 
 import torch
 
-METHODS = ["ar", "prompt_lookup", "token_recycling", "hf_greedy", "hf_prompt_lookup"]
 CATEGORIES = ["multi_turn", "code", "summarization", "qa", "math", "translation"]
 
 MATH = [
@@ -126,20 +136,69 @@ class ForwardCounter:
         self.calls += 1
 
 
-def run_method(lm, method: str, ids: list[int], args, counter: ForwardCounter, recycler) -> dict:
+def needs_draft_model(name: str) -> bool:
+    """Drafters with a `draft` field load a separate draft model (draft_model, dyspec, specdec_pp)."""
+    from workbench.speculative.drafters.registry import DRAFTER_REGISTRY
+
+    return "draft" in {f.name for f in dataclasses.fields(DRAFTER_REGISTRY.get(name))}
+
+
+def plan_methods(args) -> tuple[list[str], dict[str, str]]:
+    """(methods in run order, {skipped method: why})."""
+    from workbench.speculative.drafters.registry import DRAFTER_REGISTRY
+
+    names = DRAFTER_REGISTRY.names()
+    skipped: dict[str, str] = {}
+    if args.pair:
+        ours = [n for n in ("draft_model", "dyspec", "specdec_pp") if n in names]
+        if "specdec_pp" in ours and not args.specdec_head:
+            ours.remove("specdec_pp")
+            skipped["specdec_pp"] = "needs a trained acceptance head (--specdec-head PATH)"
+        return ["ar", *ours, "hf_greedy", "hf_assisted"], skipped
+    ours = []
+    for n in names:
+        if needs_draft_model(n):
+            skipped[n] = "needs a draft model (run with --pair)"
+        else:
+            ours.append(n)
+    if "prompt_lookup" in ours and args.cost_aware:
+        ours.insert(ours.index("prompt_lookup") + 1, "prompt_lookup_fixed")
+    return ["ar", *ours, "hf_greedy", "hf_prompt_lookup"], skipped
+
+
+def make_drafter(method: str, args, draft_lm):
+    from workbench.speculative import get_drafter
+
+    if method == "prompt_lookup_fixed":
+        return get_drafter("prompt_lookup")
+    if method in ("draft_model", "dyspec"):
+        return get_drafter(method, draft=draft_lm)
+    if method == "specdec_pp":
+        return get_drafter(method, draft=draft_lm, head=args.specdec_head)
+    return get_drafter(method)
+
+
+def run_method(lm, method: str, ids: list[int], args, counter: ForwardCounter, drafters: dict, draft_lm) -> dict:
     from workbench.speculative import speculative_generate
 
     if method == "ar":
         g = lm.generate(ids, max_new_tokens=args.max_new_tokens, temperature=0.0)
         return {"new_ids": list(g.new_ids), "seconds": g.seconds, "forward_calls": g.forward_calls}
-    if method in ("prompt_lookup", "token_recycling"):
-        drafter = recycler if method == "token_recycling" else "prompt_lookup"
-        g = speculative_generate(lm, ids, drafter=drafter, max_new_tokens=args.max_new_tokens, temperature=0.0,
-                                 budget=args.budget)
+    if not method.startswith("hf_"):
+        if method not in drafters:
+            drafters[method] = make_drafter(method, args, draft_lm)
+        cost_aware = args.cost_aware and method != "prompt_lookup_fixed"
+        g = speculative_generate(lm, ids, drafter=drafters[method], max_new_tokens=args.max_new_tokens,
+                                 temperature=0.0, budget=args.budget, cost_aware=cost_aware)
         return {"new_ids": list(g.new_ids), "seconds": g.seconds, "forward_calls": g.forward_calls, "tau": g.tau,
-                "acceptance": g.acceptance_rate, "steps": len(g.steps)}
+                "acceptance": g.acceptance_rate, "steps": len(g.steps),
+                "mean_drafted": statistics.mean(s.drafted for s in g.steps) if g.steps else 0.0}
     x = torch.tensor([ids])
-    extra = {"prompt_lookup_num_tokens": args.lookup_tokens} if method == "hf_prompt_lookup" else {}
+    extra: dict = {}
+    if method == "hf_prompt_lookup":
+        extra = {"prompt_lookup_num_tokens": args.lookup_tokens}
+    elif method == "hf_assisted":
+        extra = {"assistant_model": draft_lm.model}
     counter.calls = 0
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -149,45 +208,92 @@ def run_method(lm, method: str, ids: list[int], args, counter: ForwardCounter, r
     return {"new_ids": out[0, len(ids):].tolist(), "seconds": seconds, "forward_calls": counter.calls}
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], methods: list[str]) -> dict:
     """Aggregate per-prompt medians: tokens/s = total tokens / total median seconds; tau and acceptance averaged."""
     out = {}
-    for method in METHODS:
+    for method in methods:
         rs = [r[method] for r in rows]
         tokens = sum(len(r["new_ids"]) for r in rs)
         seconds = sum(r["seconds_median"] for r in rs)
         out[method] = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-                       "forward_calls": sum(r["forward_calls"] for r in rs)}
+                       "forward_calls": sum(r["forward_calls"] for r in rs),
+                       "identical_to_ar": all(r["identical_to_ar"] for r in rs)}
         if "tau" in rs[0]:
             out[method]["tau"] = statistics.mean(r["tau"] for r in rs)
             out[method]["acceptance"] = statistics.mean(r["acceptance"] for r in rs)
-    for method in METHODS:
+            out[method]["mean_drafted"] = statistics.mean(r["mean_drafted"] for r in rs)
+    for method in methods:
         out[method]["speedup_vs_ar"] = out[method]["tokens_per_s"] / out["ar"]["tokens_per_s"]
         out[method]["speedup_vs_hf_greedy"] = out[method]["tokens_per_s"] / out["hf_greedy"]["tokens_per_s"]
-    for method in ("prompt_lookup", "token_recycling"):
-        out[method]["identical_to_ar"] = all(r[method]["identical_to_ar"] for r in rows)
-    out["hf_prompt_lookup"]["identical_to_hf_greedy"] = all(r["hf_prompt_lookup"]["identical_to_hf_greedy"]
-                                                            for r in rows)
     return out
+
+
+def targets(overall: dict, methods: list[str]) -> dict:
+    """Issue #7's two targets on the overall numbers (lossless = token-identical to ar on every prompt)."""
+    ours = [m for m in methods if m != "ar" and not m.startswith("hf_") and overall[m]["identical_to_ar"]]
+    hf = [m for m in methods if m.startswith("hf_") and m != "hf_greedy"]
+    best = max(ours, key=lambda m: overall[m]["speedup_vs_ar"]) if ours else None
+    best_hf = max(hf, key=lambda m: overall[m]["speedup_vs_hf_greedy"]) if hf else None
+    ours_speedup = overall[best]["speedup_vs_ar"] if best else 0.0
+    hf_speedup = overall[best_hf]["speedup_vs_hf_greedy"] if best_hf else 1.0
+    return {"best_lossless_method": best, "best_lossless_speedup_vs_ar": ours_speedup,
+            "best_hf_method": best_hf, "best_hf_speedup_vs_hf_greedy": hf_speedup,
+            "ratio_to_hf_speedup": ours_speedup / hf_speedup,
+            "target_1_5x_ar_met": ours_speedup >= 1.5, "target_1_25x_hf_met": ours_speedup >= 1.25 * hf_speedup}
+
+
+def markdown(result: dict) -> str:
+    methods = result["methods"]
+    t = result["targets"]
+    lines = [f"# speculative_cpu{' (pair)' if result['settings']['pair'] else ''}", "",
+             f"{result['model']} (draft: {result.get('draft_model') or '-'}), greedy fp32, {result['num_prompts']} "
+             f"prompts, {result['settings']['max_new_tokens']} new tokens, median of {result['settings']['reps']}, "
+             f"{result['threads']} threads, load average {result['load_average_before'][0]:.2f} -> "
+             f"{result['load_average_after'][0]:.2f} (1 min), cost-aware budget: {result['settings']['cost_aware']}.",
+             "", "| method | tau | mean drafted | fwd | tok/s | vs ar | vs hf greedy | identical to ar |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in methods:
+        s = result["overall"][m]
+        tau = f"{s['tau']:.2f}" if "tau" in s else "-"
+        drafted = f"{s['mean_drafted']:.1f}" if "mean_drafted" in s else "-"
+        lines.append(f"| {m} | {tau} | {drafted} | {s['forward_calls']} | {s['tokens_per_s']:.1f} | "
+                     f"{s['speedup_vs_ar']:.2f} | {s['speedup_vs_hf_greedy']:.2f} | {s['identical_to_ar']} |")
+    lines += ["", f"Best lossless: {t['best_lossless_method']} {t['best_lossless_speedup_vs_ar']:.2f}x ar "
+              f"(target 1.5x: {'met' if t['target_1_5x_ar_met'] else 'not met'}); best HF built-in: "
+              f"{t['best_hf_method']} {t['best_hf_speedup_vs_hf_greedy']:.2f}x hf_greedy; ratio "
+              f"{t['ratio_to_hf_speedup']:.2f} (target 1.25: {'met' if t['target_1_25x_hf_met'] else 'not met'})."]
+    if result["skipped"]:
+        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--model", default=None, help="target (default smollm2-135m; with --pair qwen2.5-coder-1.5b)")
+    ap.add_argument("--pair", action="store_true", help="draft-model mode: Qwen 0.5B drafts for Qwen 1.5B")
+    ap.add_argument("--draft", default="qwen2.5-coder-0.5b", help="draft model of --pair")
+    ap.add_argument("--specdec-head", default=None, help="trained SpecDec++ acceptance head (--pair)")
     ap.add_argument("--per-category", type=int, default=2)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens")
     ap.add_argument("--budget", type=int, default=16, help="draft nodes per step for our drafters")
+    ap.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
+                    help="fixed budget for every drafter (default: cost-aware budget)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt selection")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all cores)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "speculative_cpu.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/speculative_cpu[_pair].json)")
     args = ap.parse_args()
     for name in ("per_category", "reps", "max_new_tokens", "lookup_tokens", "budget", "threads"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.per_category > len(MATH):
         ap.error(f"--per-category must be <= {len(MATH)} (math prompts written in the script), got {args.per_category}")
+    if args.specdec_head is not None and not args.pair:
+        ap.error("--specdec-head only applies with --pair")
+    args.model = args.model or ("qwen2.5-coder-1.5b" if args.pair else "smollm2-135m")
+    out_path = Path(args.out or Path(__file__).parent / "results" /
+                    ("speculative_cpu_pair.json" if args.pair else "speculative_cpu.json"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -196,23 +302,25 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     from workbench.models import LM
-    from workbench.speculative import get_drafter
 
+    methods, skipped = plan_methods(args)
     lm = LM.load(args.model, dtype="float32")
+    draft_lm = LM.load(args.draft, dtype="float32") if args.pair else None
     prompts = build_prompts(lm, args.per_category, args.seed)
     counter = ForwardCounter(lm.model)
     warm = prompts[0]["ids"]
-    for method in METHODS:  # warm-up, not recorded
-        run_method(lm, method, warm, argparse.Namespace(**{**vars(args), "max_new_tokens": 8}), counter,
-                   get_drafter("token_recycling"))
+    for method in methods:  # warm-up (and the cost rule's calibration), not recorded
+        run_method(lm, method, warm, argparse.Namespace(**{**vars(args), "max_new_tokens": 8}), counter, {},
+                   draft_lm)
 
     runs: dict[tuple[int, str], list[dict]] = {}
-    bar = tqdm(total=args.reps * len(prompts) * len(METHODS), desc="speculative_cpu", unit="gen")
+    bar = tqdm(total=args.reps * len(prompts) * len(methods), desc="speculative_cpu", unit="gen")
     for rep in range(args.reps):
-        recycler = get_drafter("token_recycling")
+        drafters: dict = {}  # fresh drafter state every repetition, kept across its prompts
         for p, prompt in enumerate(prompts):
-            for method in METHODS:
-                runs.setdefault((p, method), []).append(run_method(lm, method, prompt["ids"], args, counter, recycler))
+            for method in methods:
+                runs.setdefault((p, method), []).append(
+                    run_method(lm, method, prompt["ids"], args, counter, drafters, draft_lm))
                 bar.update(1)
     bar.close()
     counter.handle.remove()
@@ -220,54 +328,54 @@ def main() -> None:
     rows = []
     for p, prompt in enumerate(prompts):
         row: dict = {"category": prompt["category"], "name": prompt["name"], "prompt_tokens": len(prompt["ids"])}
-        for method in METHODS:
+        reference = runs[(p, "ar")][0]["new_ids"]
+        for method in methods:
             rs = runs[(p, method)]
             first = rs[0]
             r = {"new_ids": first["new_ids"], "seconds_median": statistics.median(x["seconds"] for x in rs),
-                 "seconds_all": [x["seconds"] for x in rs], "forward_calls": first["forward_calls"]}
+                 "seconds_all": [x["seconds"] for x in rs], "forward_calls": first["forward_calls"],
+                 "identical_to_ar": all(x["new_ids"] == reference for x in rs)}
             r["tokens_per_s"] = len(first["new_ids"]) / r["seconds_median"]
-            if "tau" in first:  # token recycling's tau may differ between reps (its matrix); report the median
-                r["tau"] = statistics.median(x["tau"] for x in rs)
-                r["acceptance"] = statistics.median(x["acceptance"] for x in rs)
+            if "tau" in first:  # stateful drafters' tau may differ between reps; report medians
+                for key in ("tau", "acceptance", "mean_drafted"):
+                    r[key] = statistics.median(x[key] for x in rs)
                 r["forward_calls"] = int(statistics.median(x["forward_calls"] for x in rs))
-                r["identical_to_ar"] = all(x["new_ids"] == runs[(p, "ar")][0]["new_ids"] for x in rs)
             row[method] = r
-        row["hf_prompt_lookup"]["identical_to_hf_greedy"] = all(
-            x["new_ids"] == row["hf_greedy"]["new_ids"] for x in runs[(p, "hf_prompt_lookup")])
-        row["hf_greedy_identical_to_ar"] = row["hf_greedy"]["new_ids"] == row["ar"]["new_ids"]
         rows.append(row)
 
+    overall = summarise(rows, methods)
     result: dict = {
-        "model": args.model, "dtype": "float32", "decoding": "greedy",
-        "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "model": args.model, "draft_model": args.draft if args.pair else None, "dtype": "float32",
+        "decoding": "greedy", "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "methods": METHODS,
-        "overall": summarise(rows),
-        "per_category": {c: summarise([r for r in rows if r["category"] == c]) for c in CATEGORIES},
+        "methods": methods, "skipped": skipped, "num_prompts": len(prompts),
+        "overall": overall, "targets": targets(overall, methods),
+        "per_category": {c: summarise([r for r in rows if r["category"] == c], methods) for c in CATEGORIES},
         "prompts": rows,
     }
     result["load_average_before"] = list(load_before)
     result["load_average_after"] = list(os.getloadavg())
     result["total_seconds"] = time.perf_counter() - started
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    out_path.with_suffix(".md").write_text(markdown(result))
 
     print(f"\n{args.model}, greedy fp32, {len(prompts)} prompts, {args.max_new_tokens} new tokens max, "
           f"median of {args.reps}, {result['threads']} threads, load avg {load_before[0]:.2f} -> "
           f"{result['load_average_after'][0]:.2f}, total {result['total_seconds']:.0f} s")
-    header = f"{'category':<14}{'method':<18}{'tau':>6}{'accept':>8}{'fwd':>6}{'tok/s':>8}{'vs ar':>7}{'vs hf':>7}  same"
+    header = f"{'category':<14}{'method':<20}{'tau':>6}{'accept':>8}{'fwd':>6}{'tok/s':>8}{'vs ar':>7}{'vs hf':>7}  same"
     print(header)
     print("-" * len(header))
-    for label, summary in [*result["per_category"].items(), ("OVERALL", result["overall"])]:
-        for method in METHODS:
+    for label, summary in [*result["per_category"].items(), ("OVERALL", overall)]:
+        for method in methods:
             s = summary[method]
-            same = s.get("identical_to_ar", s.get("identical_to_hf_greedy", ""))
             tau = f"{s['tau']:.2f}" if "tau" in s else "-"
             acc = f"{s['acceptance']:.2f}" if "acceptance" in s else "-"
-            print(f"{label:<14}{method:<18}{tau:>6}{acc:>8}{s['forward_calls']:>6}{s['tokens_per_s']:>8.1f}"
-                  f"{s['speedup_vs_ar']:>7.2f}{s['speedup_vs_hf_greedy']:>7.2f}  {same}")
-    print(f"wrote {args.out}")
+            print(f"{label:<14}{method:<20}{tau:>6}{acc:>8}{s['forward_calls']:>6}{s['tokens_per_s']:>8.1f}"
+                  f"{s['speedup_vs_ar']:>7.2f}{s['speedup_vs_hf_greedy']:>7.2f}  {s['identical_to_ar']}")
+    print(markdown(result))
+    print(f"wrote {out_path} and {out_path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,30 @@ Invariant: the KV cache holds every token of the sequence except the last one (t
 Tokens are emitted one at a time with the same checks, in the same order, as `LM.generate` (EOS, stop strings,
 max_new_tokens, context), so an EOS inside an accepted draft ends the generation right there, and greedy
 speculative decoding returns exactly the tokens of greedy autoregressive decoding.
+
+Fast paths (same outputs): the prefill keeps only the last position's logits; a chain draft (a single path) is
+fed with the plain causal mask and default positions (equal to the tree's for a chain); with the 'greedy'
+verifier at temperature 0 the walk runs on the argmax of the logits (`GreedyVerifier.verify_argmax`) instead of
+one-hot float64 distributions over the vocabulary. On CUDA (or with tree_attention=True) every non-empty tree is
+verified under `with lm.attention(TreeAttention(tree, check_mask=False))` (the tree-attention kernel op).
+
+Cost-aware budget (cost_aware=True; Chen et al., "Sequoia", 2024, and SpecDec++, Huang et al., 2024, choose
+the draft size from measured costs in the same spirit): the target's forward time t(n) for n fed tokens after
+the prompt is measured once per LM and process (median of 3 timed forwards at n = 1, 2, 4, 8, ..., budget + 1
+on the prompt's cache, then cropped away; linear interpolation in between; these forwards count in the first
+generation's time and forward calls). Each step estimates the conditional acceptance a_d at depth d from this
+generation's earlier steps (a_d = (s_d + 1) / (c_d + 2) over the c_d steps that reached depth d with the first
+d - 1 accepted, s_d of which accepted at depth d; an unseen depth takes a_{d-1}, a_0 = 1/2) and caps the step's
+draft at the k in [1, budget] that maximises the expected tokens per second of a chain,
+(1 + sum_{d<=k} prod_{j<=d} a_j) / t(k + 1), the smallest such k on ties (at least one node, so that drafters which learn from every step keep learning
+and deeper acceptance can still be observed). Trees are judged as if chains (their
+level acceptance stands in for a_d). The cap only lowers the budget handed to the drafter, so any verifier stays
+lossless; with sampling the drawn tokens then depend on timings, hence off by default.
 """
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,12 +45,13 @@ from .drafters import Drafter, check_budget, get_drafter
 from .metrics import SpeculativeGeneration, StepRecord
 from .sampling import SamplingConfig, probs_from_logits
 from .tree import DraftTree
-from .verifiers import Verifier, get_verifier
+from .verifiers import GreedyVerifier, Verifier, get_verifier
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.models import LM
+    from workbench.models.cache import KVCache
 
-
+_FORWARD_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm -> {n fed tokens: seconds}
 
 
 def _resolve(drafter: str | Drafter, verifier: str | Verifier | None, sampling: SamplingConfig) -> tuple[Drafter, Verifier]:
@@ -57,11 +78,14 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                          verifier: str | Verifier | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
                          top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                          stop: str | Sequence[str] | None = None, budget: int = 16,
-                         progress: bool = False) -> SpeculativeGeneration:
+                         progress: bool = False, cost_aware: bool = False,
+                         tree_attention: bool | None = None) -> SpeculativeGeneration:
     """Generate up to `max_new_tokens` tokens with speculative decoding (see the module docstring).
 
     drafter / verifier: registered names or instances; verifier None picks 'greedy' at temperature 0 and
     'deterministic_tree' for deterministic drafters otherwise. budget: the most draft nodes per step (>= 1).
+    cost_aware: cap each step's draft where the expected tokens per second stop improving (module docstring);
+    `budget` still bounds it. tree_attention: verify through `TreeAttention` (None: only on CUDA).
     """
     from workbench.models.generation import eos_ids
     from workbench.models.generation import prompt_ids as encode_prompt
@@ -72,11 +96,20 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     check_budget(budget)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed must be None or an int, got {seed!r}")
+    for flag, value in (("cost_aware", cost_aware), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be True or False, got {value!r}")
+    if tree_attention is not None and not isinstance(tree_attention, bool):
+        raise ValueError(f"tree_attention must be None (CUDA only), True or False, got {tree_attention!r}")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not isinstance(s, str) or not s for s in stops):
         raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
     prompt_ids = encode_prompt(lm, prompt)
     drafter, verifier = _resolve(drafter, verifier, sampling)
+    fast_greedy = sampling.greedy and isinstance(verifier, GreedyVerifier)
+    use_tree_attention = lm.device.type == "cuda" if tree_attention is None else tree_attention
+    if use_tree_attention:
+        from .tree_attention import TreeAttention
 
     generator = None
     if not sampling.greedy:
@@ -97,7 +130,8 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     drafter.begin(lm, prompt_ids, sampling, generator)
     cache = lm.new_cache()
     if len(prompt_ids) > 1:
-        lm.forward(prompt_ids[:-1], cache=cache)
+        lm.forward(prompt_ids[:-1], cache=cache, logits_to_keep=1)
+    times = _forward_times(lm, cache, prompt_ids[-1], budget) if cost_aware else None
     prefill_seconds = time.perf_counter() - start
     context = list(prompt_ids)
     new_ids: list[int] = []
@@ -111,6 +145,8 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
             reason = "context"
             break
         step_budget = min(budget, max_new_tokens - len(new_ids) - 1, lm.max_context - 1 - prefix)
+        if times is not None and step_budget > 0:
+            step_budget = min(step_budget, _best_draft_size(_acceptance(steps, step_budget), times))
         tick = time.perf_counter()
         tree = drafter.propose(context, step_budget) if step_budget > 0 else DraftTree.empty()
         draft_seconds += time.perf_counter() - tick
@@ -119,13 +155,21 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                                f"{len(tree) if isinstance(tree, DraftTree) else '?'} nodes for a budget of {step_budget}")
 
         ids = [context[-1]] + tree.tokens.tolist()
-        if len(tree):
+        if len(tree) and use_tree_attention:
+            with lm.attention(TreeAttention(tree, check_mask=False)):
+                out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
+                                 attention_mask=tree.prefix_mask(prefix))
+        elif len(tree) and not _is_chain(tree):
             out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
                              attention_mask=tree.prefix_mask(prefix))
-        else:
+        else:  # no draft, or a chain: positions prefix + 0..n and the causal mask are the tree's own
             out = lm.forward(ids, cache=cache)
         logits = out.logits[0]
-        result = verifier.verify(tree, probs_from_logits(logits, *_settings(sampling)), tree.draft_probs, generator)
+        if fast_greedy:
+            result = verifier.verify_argmax(tree, logits.argmax(-1).tolist())
+        else:
+            result = verifier.verify(tree, probs_from_logits(logits, *_settings(sampling)), tree.draft_probs,
+                                     generator)
 
         kept = result.accepted_nodes
         if kept == list(range(len(kept))):
@@ -166,9 +210,68 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
         prefill_seconds=prefill_seconds, draft_seconds=draft_seconds, forward_calls=cost.forward_calls,
         tokens_processed=cost.tokens_processed, steps=steps, drafter=drafter.name, verifier=verifier.name,
         settings={"max_new_tokens": max_new_tokens, **sampling.to_dict(), "seed": seed, "stop": stops,
-                  "budget": budget},
+                  "budget": budget, "cost_aware": cost_aware, "tree_attention": use_tree_attention},
     )
 
 
 def _settings(sampling: SamplingConfig) -> tuple[float, int | None, float | None]:
     return sampling.temperature, sampling.top_k, sampling.top_p
+
+
+def _is_chain(tree: DraftTree) -> bool:
+    return all(tree.parent(i) == i - 1 for i in range(len(tree)))
+
+
+def _forward_times(lm: LM, cache: KVCache, root: int, budget: int) -> dict[int, float]:
+    """Seconds of one target forward of n tokens after this cache, n = 1, 2, 4, ..., budget + 1 (measured once per
+    LM: median of 3, the cache cropped back after each); cached per LM, extended when a larger budget asks."""
+    known = _FORWARD_TIMES.setdefault(lm, {})
+    sizes = sorted({min(2 ** i, budget + 1) for i in range((budget + 1).bit_length() + 1)})
+    length = cache.length
+    for n in sizes:
+        if n in known:
+            continue
+        runs = []
+        for _ in range(3):
+            tick = time.perf_counter()
+            lm.forward([root] * n, cache=cache, logits_to_keep=None)
+            runs.append(time.perf_counter() - tick)
+            cache.crop(length)
+        known[n] = sorted(runs)[1]
+    return known
+
+
+def _interpolate(times: dict[int, float], n: int) -> float:
+    sizes = sorted(times)
+    if n <= sizes[0]:
+        return times[sizes[0]]
+    for lo, hi in zip(sizes, sizes[1:]):
+        if n <= hi:
+            return times[lo] + (times[hi] - times[lo]) * (n - lo) / (hi - lo)
+    lo, hi = sizes[-2:] if len(sizes) > 1 else (sizes[0], sizes[0])
+    slope = (times[hi] - times[lo]) / (hi - lo) if hi > lo else 0.0
+    return times[hi] + slope * (n - hi)
+
+
+def _acceptance(steps: Sequence[StepRecord], depth: int) -> list[float]:
+    """Estimated conditional acceptance a_1..a_depth from earlier steps (rule in the module docstring)."""
+    out, previous = [], 0.5
+    for d in range(1, depth + 1):
+        tried = [s for s in steps if s.depth >= d and s.accepted >= d - 1]
+        if tried:
+            previous = (sum(s.accepted >= d for s in tried) + 1) / (len(tried) + 2)
+        out.append(previous)
+    return out
+
+
+def _best_draft_size(acceptance: Sequence[float], times: dict[int, float]) -> int:
+    """The k in [1, len(acceptance)] maximising (1 + sum_{d<=k} prod_{j<=d} a_j) / t(k + 1), smallest on ties."""
+    best_k, best_rate = 0, 0.0
+    expected, reach = 1.0, 1.0
+    for k, a in enumerate(acceptance, start=1):
+        reach *= a
+        expected += reach
+        rate = expected / _interpolate(times, k + 1)
+        if rate > best_rate * (1 + 1e-9):
+            best_k, best_rate = k, rate
+    return best_k

@@ -5,6 +5,10 @@ that token is accepted and the walk continues there, otherwise the argmax is emi
 emitted tokens are exactly those of greedy autoregressive decoding (Stern et al., "Blockwise Parallel Decoding
 for Deep Autoregressive Models", 2018; the greedy case of Leviathan et al. 2023). Pass one-hot target
 distributions (temperature 0 in `sampling.probs_from_logits`) so the argmax is that of the logits.
+
+`verify_argmax(tree, best)` is the same walk from the per-row argmax ids of the target LOGITS (best[0] at the
+root, best[i + 1] after node i): the decode loop's fast path, which skips building one-hot float64 distributions
+over the vocabulary (the argmax of the logits is the argmax of the one-hot, first index on ties).
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from ..rng import RandomSource
-from .base import Verifier
+from ..tree import DraftTree
+from .base import Verifier, VerifyResult
 from .registry import register_verifier
 
 
@@ -29,3 +34,19 @@ class GreedyVerifier(Verifier):
         if best in candidates:
             return candidates.index(best), best
         return None, best
+
+    def verify_argmax(self, tree: DraftTree, best: list[int]) -> VerifyResult:
+        """`verify` from the target's argmax ids [n + 1] (see the module docstring): same walk, same result."""
+        if not isinstance(tree, DraftTree):
+            raise ValueError(f"tree must be a DraftTree, got {type(tree).__name__}")
+        if len(best) != len(tree) + 1:
+            raise ValueError(f"best must hold n + 1 = {len(tree) + 1} argmax ids (root, then one per node), "
+                             f"got {len(best)}")
+        frontier, last = [-1], -1
+        while True:
+            token = int(best[last + 1])
+            match = [c for f in frontier for c in tree.children(f) if tree.token(c) == token]
+            if not match:
+                path = tree.path(last)
+                return VerifyResult(path, [tree.token(i) for i in path], token)
+            last, frontier = match[0], match
