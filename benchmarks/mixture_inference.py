@@ -60,10 +60,16 @@ def validation(args: argparse.Namespace, mixtures: list[dict[str, float]]) -> li
         held_out,
         load_categories,
         mix_by_bytes,
+        take_bytes,
     )
 
     cats = load_categories(CATEGORIES)
     samples = held_out(cats, args.sample_bytes)
+    for mixture in mixtures:  # training parts come from the front half, samples from the back half
+        for name, docs in cats.items():
+            if len(take_bytes(docs, mixture[name] * args.total_bytes)) > len(docs) // 2:
+                raise ValueError(f"--total-bytes: {mixture[name]} * {args.total_bytes} bytes of {name} would "
+                                 "reach into the held-out half of its documents")
     rows = []
     for mixture in tqdm(mixtures, desc="known mixtures", unit="mixture"):
         train, truth = mix_by_bytes(cats, mixture, args.total_bytes)
@@ -178,8 +184,11 @@ def main() -> None:
     load_before = os.getloadavg()
     start = time.perf_counter()
     report = {"command": "python benchmarks/mixture_inference.py " + " ".join(sys.argv[1:]),
-              "config": {k: v for k, v in vars(args).items() if k != "out"},
-              "validation": [] if args.skip_validation else validation(args, mixtures)}
+              "config": {k: v for k, v in vars(args).items() if k != "out"}}
+    try:
+        report["validation"] = [] if args.skip_validation else validation(args, mixtures)
+    except ValueError as err:
+        parser.error(str(err))
     if not args.skip_real:
         report["exploratory"] = exploratory(args)
     report["seconds"] = time.perf_counter() - start
