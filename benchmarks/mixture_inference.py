@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -95,6 +96,7 @@ def validation(args: argparse.Namespace, mixtures: list[dict[str, float]]) -> li
 def exploratory(args: argparse.Namespace) -> dict:
     from workbench.tokenization.mixture import infer_mixture, merges_of
     from workbench.tokenization.mixture_data import load_categories, take_bytes
+    from workbench.tokenization.mixture_merges import unicode_form_of
 
     cats = load_categories(args.real_categories)
     samples = {name: take_bytes(docs, args.real_sample_bytes) for name, docs in cats.items()}
@@ -104,9 +106,11 @@ def exploratory(args: argparse.Namespace) -> dict:
     for name in tqdm(args.real_tokenizers, desc="real tokenizers", unit="tokenizer"):
         start = time.perf_counter()
         merges, pattern = merges_of(name)
-        res = infer_mixture(merges, samples, pattern=pattern, top_k=args.real_top_k, max_merges=args.real_merges,
+        form = unicode_form_of(name)  # Qwen3 normalises to NFC before splitting; replay the same text
+        texts = {c: [unicodedata.normalize(form, d) for d in docs] for c, docs in samples.items()} if form else samples
+        res = infer_mixture(merges, texts, pattern=pattern, top_k=args.real_top_k, max_merges=args.real_merges,
                             progress=False)
-        out["tokenizers"][name] = {"proportions": res.proportions, "merges_total": len(merges),
+        out["tokenizers"][name] = {"proportions": res.proportions, "merges_total": len(merges), "unicode_form": form,
                                    "steps_used": res.steps_used, "constraints": res.constraints,
                                    "objective": res.objective, "seconds": time.perf_counter() - start}
         tqdm.write(f"{name}: {fmt(res.proportions)}")

@@ -21,7 +21,7 @@ from workbench.tokenization.mixture import (
     solve_mixture,
 )
 from workbench.tokenization.mixture_data import check_proportions, mix_by_bytes
-from workbench.tokenization.mixture_merges import merges_from_ranks
+from workbench.tokenization.mixture_merges import merges_from_ranks, unicode_form_of
 from workbench.tokenization.pretokenize import Pretokenizer
 
 from .test_bpe_train import merge_pair
@@ -200,6 +200,15 @@ def test_merges_from_ranks_recovers_a_trained_merge_list():
     for left, right in merges:
         ranks.setdefault(left + right, len(ranks))
     assert merges_from_ranks(ranks) == merges
+
+
+def test_unicode_form_of_tokenizer_json():
+    assert unicode_form_of({"normalizer": {"type": "NFC"}}) == "NFC"
+    assert unicode_form_of({"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}]}}) == "NFKC"
+    assert unicode_form_of({"normalizer": None}) is None
+    assert unicode_form_of(train_bpe(TINY["a"], 260, progress=False).tokenizer) is None
+    with pytest.raises(ValueError, match="not a single Unicode normal form"):
+        unicode_form_of({"normalizer": {"type": "Lowercase"}})
 
 
 def test_bad_input():

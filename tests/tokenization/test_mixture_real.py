@@ -12,6 +12,7 @@ from workbench.tokenization.bpe_train import train_bpe
 from workbench.tokenization.hf import bytes_to_unicode
 from workbench.tokenization.mixture import infer_mixture, merges_of
 from workbench.tokenization.mixture_data import held_out, load_categories, mix_by_bytes
+from workbench.tokenization.mixture_merges import unicode_form_of
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +57,9 @@ def test_llama3_merges_extend_cl100k():
     cl100k, _ = merges_of("cl100k")
     assert len(cl100k) == 100_000 and len(llama) > len(cl100k)
     assert llama[: len(cl100k)] == cl100k
+
+
+def test_unicode_forms_of_real_tokenizers():
+    assert unicode_form_of("qwen3") == "NFC"
+    assert unicode_form_of("llama3") is None
+    assert unicode_form_of("cl100k") is None

@@ -127,3 +127,39 @@ def merges_of(tokenizer: Any) -> tuple[list[Merge], str]:
         return merges_from_hf_json(json.loads(tokenizer.backend.to_str()))
     raise ValueError(f"tokenizer must be a byte-level BPE tokenizer (BPETokenizer, tiktoken, HF tokenizer.json "
                      f"or a name load_tokenizer knows), got {type(tokenizer).__name__}")
+
+
+_UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+
+
+def unicode_form_of(tokenizer: Any) -> str | None:
+    """The Unicode normal form ("NFC", ...) an HF tokenizer.json normalizer applies before pre-tokenization
+    (Qwen3: NFC), or None (tiktoken, the project's BPE, no normalizer). Samples replayed for mixture inference
+    should be normalised the same way. Other normalizers (lowercasing, replacements) are refused."""
+    from workbench.tokenization.hf import HFTokenizer
+    from workbench.tokenization.load import load_tokenizer
+
+    if isinstance(tokenizer, (str, Path)):
+        path = Path(tokenizer)
+        file = path / "tokenizer.json" if path.is_dir() else path
+        if file.is_file() and file.suffix == ".json":
+            data = json.loads(file.read_text(encoding="utf-8"))
+        else:
+            try:
+                tokenizer = load_tokenizer(tokenizer)
+            except ValueError as err:
+                raise ValueError(f"tokenizer={str(tokenizer)!r} is not a known tokenizer ({err})") from None
+            data = json.loads(tokenizer.backend.to_str()) if isinstance(tokenizer, HFTokenizer) else {}
+    elif isinstance(tokenizer, HFTokenizer):
+        data = json.loads(tokenizer.backend.to_str())
+    elif isinstance(tokenizer, Mapping):
+        data = tokenizer
+    else:
+        data = {}
+    norm = data.get("normalizer") or {}
+    steps = norm.get("normalizers", [norm]) if norm.get("type") == "Sequence" else [norm] if norm else []
+    forms = [s.get("type") for s in steps]
+    if any(f not in _UNICODE_FORMS for f in forms) or len(forms) > 1:
+        raise ValueError(f"tokenizer: normalizer {forms} is not a single Unicode normal form; replaying its "
+                         "merges would need that normalizer")
+    return forms[0] if forms else None
