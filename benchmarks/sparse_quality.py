@@ -158,7 +158,9 @@ def merge(paths: list[str], out: Path) -> None:
     res = dict(ppl[0])
     res["needle"] = merge_needle([p["needle"] for p in needle])
     res["config"] = {**res["config"], "lengths": sorted({n for p in needle for n in p["config"]["lengths"]}),
-                     "depths": needle[0]["config"]["depths"]}
+                     "depths": needle[0]["config"]["depths"],
+                     "budgets": sorted({b for p in parts for b in p["config"]["budgets"]}),
+                     "policies": list(dict.fromkeys(x for p in parts for x in p["config"]["policies"]))}
     res["parts"] = [{"command": p["command"], "seconds": p["seconds"], "loadavg_start": p["loadavg_start"],
                      "loadavg_end": p["loadavg_end"], "threads": p["config"]["threads"]} for p in parts]
     res["command"] = " ; ".join(p["command"] for p in parts) + " ; merged with --merge"
