@@ -21,9 +21,10 @@ verified under `with lm.attention(TreeAttention(tree, check_mask=False))` (the t
 
 Cost-aware budget (cost_aware=True; Chen et al., "Sequoia", 2024, and SpecDec++, Huang et al., 2024, choose
 the draft size from measured costs in the same spirit): the target's forward time t(n) for n fed tokens after
-the prompt is measured once per LM and process (median of 3 timed forwards at n = 1, 2, 4, 8, ..., budget + 1
-on the prompt's cache, then cropped away; linear interpolation in between; these forwards count in the first
-generation's time and forward calls). Each step estimates the conditional acceptance a_d at depth d from this
+the prompt is measured once per LM and process (the fastest of 3 timed forwards at n = 1, 2, 4, 8, ...,
+budget + 1 on the prompt's cache, then cropped away; these forwards count in the first generation's time and
+forward calls), and every later verification forward of one of those sizes lowers t(n) to its time when faster
+(the minimum is the uncontended cost on a shared machine); linear interpolation in between. Each step estimates the conditional acceptance a_d at depth d from this
 generation's earlier steps (a_d = (s_d + 1) / (c_d + 2) over the c_d steps that reached depth d with the first
 d - 1 accepted, s_d of which accepted at depth d; an unseen depth takes a_{d-1}, a_0 = 1/2) and caps the step's
 draft at the k in [1, budget] that maximises the expected tokens per second of a chain,
@@ -155,6 +156,7 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                                f"{len(tree) if isinstance(tree, DraftTree) else '?'} nodes for a budget of {step_budget}")
 
         ids = [context[-1]] + tree.tokens.tolist()
+        fed = time.perf_counter()
         if len(tree) and use_tree_attention:
             with lm.attention(TreeAttention(tree, check_mask=False)):
                 out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
@@ -164,6 +166,8 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                              attention_mask=tree.prefix_mask(prefix))
         else:  # no draft, or a chain: positions prefix + 0..n and the causal mask are the tree's own
             out = lm.forward(ids, cache=cache)
+        if times is not None and len(ids) in times:
+            times[len(ids)] = min(times[len(ids)], time.perf_counter() - fed)
         logits = out.logits[0]
         if fast_greedy:
             result = verifier.verify_argmax(tree, logits.argmax(-1).tolist())
@@ -224,7 +228,7 @@ def _is_chain(tree: DraftTree) -> bool:
 
 def _forward_times(lm: LM, cache: KVCache, root: int, budget: int) -> dict[int, float]:
     """Seconds of one target forward of n tokens after this cache, n = 1, 2, 4, ..., budget + 1 (measured once per
-    LM: median of 3, the cache cropped back after each); cached per LM, extended when a larger budget asks."""
+    LM: fastest of 3, the cache cropped back after each); cached per LM, extended when a larger budget asks."""
     known = _FORWARD_TIMES.setdefault(lm, {})
     sizes = sorted({min(2 ** i, budget + 1) for i in range((budget + 1).bit_length() + 1)})
     length = cache.length
@@ -237,7 +241,7 @@ def _forward_times(lm: LM, cache: KVCache, root: int, budget: int) -> dict[int, 
             lm.forward([root] * n, cache=cache, logits_to_keep=None)
             runs.append(time.perf_counter() - tick)
             cache.crop(length)
-        known[n] = sorted(runs)[1]
+        known[n] = min(runs)
     return known
 
 
