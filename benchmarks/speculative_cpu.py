@@ -274,6 +274,7 @@ def main() -> None:
     ap.add_argument("--draft", default="qwen2.5-coder-0.5b", help="draft model of --pair")
     ap.add_argument("--specdec-head", default=None, help="trained SpecDec++ acceptance head (--pair)")
     ap.add_argument("--per-category", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="keep only the first N prompts (quick runs)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens")
@@ -289,6 +290,8 @@ def main() -> None:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.per_category > len(MATH):
         ap.error(f"--per-category must be <= {len(MATH)} (math prompts written in the script), got {args.per_category}")
+    if args.limit is not None and args.limit < 1:
+        ap.error(f"--limit must be >= 1, got {args.limit}")
     if args.specdec_head is not None and not args.pair:
         ap.error("--specdec-head only applies with --pair")
     args.model = args.model or ("qwen2.5-coder-1.5b" if args.pair else "smollm2-135m")
@@ -306,7 +309,7 @@ def main() -> None:
     methods, skipped = plan_methods(args)
     lm = LM.load(args.model, dtype="float32")
     draft_lm = LM.load(args.draft, dtype="float32") if args.pair else None
-    prompts = build_prompts(lm, args.per_category, args.seed)
+    prompts = build_prompts(lm, args.per_category, args.seed)[: args.limit]
     counter = ForwardCounter(lm.model)
     warm = prompts[0]["ids"]
     for method in methods:  # warm-up (and the cost rule's calibration), not recorded
