@@ -3,6 +3,12 @@ AOPC (DeYoung et al. 2020, ERASER), their soft variants (after Zhao & Aletras 20
 (Petsiuk et al. 2018), the cost of each method, and how much the methods agree (Spearman's rho).
 
     python benchmarks/attribution_faithfulness.py [--prompts 50] [--words 6] [--soft-samples 2] [--quick]
+        [--time-limit MIN] [--offset K] [--out PATH]
+    python benchmarks/attribution_faithfulness.py --merge A.json B.json ... --out PATH
+
+A run can be split over processes: each takes the prompts from --offset on (the prompt list is the same prefix
+for any --prompts), --time-limit stops it starting new prompts (results are written after every prompt), and
+--merge pools the completed prompts of several runs (a prompt present twice is kept once, from the first file).
 
 Prompts: the first `--words` words of Lee news sentences (english-prose corpus; the same builder as
 benchmarks/attribution_shapley.py), target = the sentence's true next word (teacher-forced), granularity "word"
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=None,
                         help="minutes: start no new prompt after this (results cover the prompts completed)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip the first prompts of the list (to split a run over processes, see --merge)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="combine the results of runs over disjoint prompts into --out instead of running")
     parser.add_argument("--quick", action="store_true", help="5 prompts of 5 words")
     parser.add_argument("--out", default=str(RESULTS / "attribution_faithfulness"))
     args = parser.parse_args(argv)
@@ -93,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         args.prompts, args.words = 5, 5
     if args.prompts < 1 or not 2 <= args.words <= 40 or args.soft_samples < 0:
         parser.error("--prompts must be >= 1, --words in [2, 40], --soft-samples >= 0")
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     from tqdm.auto import tqdm
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     start = time.perf_counter()
     lm = LM.load(args.model)
-    items = build_prompts(args.prompts, (args.words,), seed=1)
+    items = build_prompts(args.prompts, (args.words,), seed=1)[args.offset:]
     rng = np.random.default_rng(0)
     rows: dict[str, list[dict]] = {name: [] for name in [*names, "random"]}
     agreements = []
@@ -137,20 +149,64 @@ def write(args, items, names, opts, rows, agreements, load_before, start, argv) 
         "benchmark": "attribution_faithfulness",
         "command": "python benchmarks/attribution_faithfulness.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": args.model, "threads": args.threads, "words": args.words, "soft_samples": args.soft_samples,
-        "prompts_requested": args.prompts, "prompts_completed": len(items),
+        "prompts_requested": args.prompts - args.offset, "prompts_completed": len(items),
         "methods": names, "options": opts, "better": BETTER,
         "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
         "seconds_total": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "prompts": items, "table": table, "spearman": mean_agreement(agreements), "per_prompt": rows,
+        "spearman_per_prompt": agreements,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(_finite(result), indent=1))
     md = markdown(result)
     out.with_suffix(".md").write_text(md)
-    if len(items) == args.prompts:
+    if len(items) == args.prompts - args.offset:
         print(md)
+
+
+def merge(files: list[str], out: Path) -> int:
+    """Combine runs over disjoint prompts (same settings): per-prompt rows are pooled (a prompt seen twice is
+    kept once, from the first file), the tables recomputed; Spearman means are pooled from per-prompt tables,
+    or, for a file without them, its mean weighted by its prompt count."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    base = parts[0]
+    for key in ("model", "words", "soft_samples", "methods", "options"):
+        if any(p[key] != base[key] for p in parts):
+            raise ValueError(f"--merge: the runs differ in {key}")
+    seen, items, rows, spearman_parts = set(), [], {name: [] for name in base["per_prompt"]}, []
+    for p in parts:
+        keep = [k for k, item in enumerate(p["prompts"][:p["prompts_completed"]]) if item["prompt"] not in seen]
+        seen.update(p["prompts"][k]["prompt"] for k in keep)
+        items += [p["prompts"][k] for k in keep]
+        for name in rows:
+            rows[name] += [p["per_prompt"][name][k] for k in keep]
+        if "spearman_per_prompt" in p:
+            spearman_parts += [(1, p["spearman_per_prompt"][k]) for k in keep]
+        elif len(keep) == p["prompts_completed"]:
+            spearman_parts.append((len(keep), p["spearman"]))
+        else:
+            raise ValueError(f"--merge: {p['command']!r} has no per-prompt Spearman tables and overlaps another run")
+    names = base["methods"]
+    total = sum(w for w, _ in spearman_parts)
+    spearman = {a: {b: sum(w * (t[a][b] if t[a][b] is not None else np.nan) for w, t in spearman_parts) / total
+                    for b in names} for a in names}
+    table = {name: {key: float(np.mean([r[key] for r in rs if r.get(key) is not None])) for key in rs[0]}
+             for name, rs in rows.items()}
+    result = {**base, "command": "; ".join(p["command"] for p in parts) + "; python benchmarks/"
+              "attribution_faithfulness.py --merge " + " ".join(files),
+              "prompts_requested": len(items), "prompts_completed": len(items),
+              "seconds_total": max(p["seconds_total"] for p in parts), "processes": len(parts),
+              "loadavg_before": [p["loadavg_before"] for p in parts], "loadavg_after": [p["loadavg_after"] for p in parts],
+              "prompts": items, "table": table, "spearman": spearman, "per_prompt": rows}
+    result.pop("spearman_per_prompt", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(_finite(result), indent=1))
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
 
 
 def _finite(x):
@@ -170,8 +226,8 @@ def markdown(result: dict) -> str:
     head = " | ".join(f"{m} {arrows[result['better'][m]]}" for m in METRICS)
     lines = [(f"# Attribution faithfulness ({result['model']}, {len(result['prompts'])} prompts of "
              f"{result['words']} words, word units, target = true next word)"), "",
-             (f"loadavg before/after: {[round(x, 2) for x in result['loadavg_before']]} / "
-             f"{[round(x, 2) for x in result['loadavg_after']]}; threads {result['threads']}; total "
+             (f"loadavg before/after: {np.round(result['loadavg_before'], 2).tolist()} / "
+             f"{np.round(result['loadavg_after'], 2).tolist()}; threads {result['threads']}; total "
              f"{result['seconds_total'] / 60:.1f} min"), "",
              f"| method | {head} | forward | backward | evaluations | attribution s | faithfulness s |",
              "|---" * (len(METRICS) + 6) + "|"]

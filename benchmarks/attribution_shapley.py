@@ -15,7 +15,7 @@ TextTokenInput(baselines=pad id) + a feature_mask grouping tokens into words, sh
 masker over the F keep-indicators (background: all removed). Exact Shapley values enumerate all 2^F coalitions
 (`exact_shapley`), whose values are computed once on the real model.
 
-Two phases, all in one run:
+Phases, all in one run (after the exact values):
 1. error curves. The 2^F values ARE the value function, so every sampler is run against a table of them
    (`TableValue`) for many seeds and budgets: exactly the value function each method would query, without
    re-running the model per seed. Error = relative L2 error ||phi_hat - phi|| / ||phi|| per prompt, averaged
@@ -23,20 +23,25 @@ Two phases, all in one run:
    coalition once: `TableValue.distinct`); shap and Captum score every row they generate (`TableValue.rows`;
    their distinct counts are recorded too). "Evaluations to reach" an error is interpolated log-log between the
    two budgets that bracket it on the mean curve.
-2. real runs on the model (wall time). For each method and threshold, the smallest grid budget whose mean
-   error is <= the threshold is run on the real model for every prompt (seed 0): ours via
+2. real runs on the model (wall time). Each method runs on the real model for every prompt (seed 0,
+   interleaved, alternating order) at one probe budget: the first grid budget whose mean error is <= 0.1, or,
+   if that needs more than --real-cap evaluations, the largest budget within the cap (`probe_budget`). Ours via
    `attribute(...)`; shap with a value function that scores each call's rows with a fresh PerturbationValue
    (batched, KV reuse: the same engine as ours, no memo across calls); Captum through LLMAttribution with
    forward_in_tokens=False (one forward per evaluation, its fastest mode; it scores one input per forward).
-   Model forward passes are counted with a forward pre-hook on the HF model. The real result is checked
-   against the table run of the same seed (max abs difference recorded).
+   Model forward passes are counted by wrapping the HF model's forward (`ForwardCounter`). The real result is
+   checked against the table run of the same seed (max abs difference recorded). Wall time to reach an error
+   = evaluations to reach it x the method's measured seconds per evaluation (total seconds / total
+   evaluations of its real runs, overheads included): derived, not timed at every budget.
 3. occlusion: ours (batched, KV-cache reuse) vs Captum FeatureAblation (forward_in_tokens False and True, the
    latter Captum's default), interleaved per prompt, median of --reps timings; attributions compared.
 
 Simplifications: the explained quantity is the target's sequence log-probability (sum over target tokens; with
 one-token targets, the token log-probability); shap's KernelExplainer runs with l1_reg=False (pure KernelSHAP;
 with F <= 10 its default num_features(10) keeps every feature anyway); at nsamples >= 2^F - 2 shap's
-KernelExplainer enumerates every coalition (exact). Speeds are ratios measured in this run on a shared CPU.
+KernelExplainer enumerates every coalition (exact). With few words, memoizing samplers (ours) never run more
+than 2^F distinct coalitions, so their evaluation counts saturate there while their error keeps falling with
+more permutations; exact enumeration itself costs 2^F evaluations (256 at F = 8). Speeds are ratios measured in this run on a shared CPU.
 Writes benchmarks/results/attribution_shapley.json and .md.
 """
 from __future__ import annotations
