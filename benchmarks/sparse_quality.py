@@ -61,7 +61,8 @@ def target_check(ppl_rows: list[dict], needle_rows: list[dict], prefix: int, len
     if aware:
         best = min(aware, key=lambda r: r["ppl"])
         out["perplexity"] = {"budget": b, "full_ppl": full["ppl"], "best_query_aware": best["policy"],
-                             "ppl": best["ppl"], "delta": best["delta"], "within_3pct": best["delta"] <= 0.03}
+                             "ppl": best["ppl"], "delta": best["delta"], "within_3pct": abs(best["delta"]) <= 0.03,
+                             "scored_tokens": full["tokens"]}
     else:
         out["perplexity"] = {"budget": b, "note": "budget prefix/8 not in the grid"}
     per_length = {}
@@ -76,6 +77,7 @@ def target_check(ppl_rows: list[dict], needle_rows: list[dict], prefix: int, len
         per_length[str(length)] = {
             "budget": lb, "full": acc("full"), "streaming_llm": stream, "oracle": acc("oracle"),
             "best_query_aware": best, "best_accuracy": aware_acc.get(best),
+            "full_solves": acc("full") is not None and acc("full") >= 0.95,
             "streaming_fails": stream is not None and stream < 0.95,
             "target_met": (best is not None and aware_acc[best] >= 0.95) if stream is not None and stream < 0.95
             else None,
@@ -116,6 +118,8 @@ def markdown(res: dict) -> str:
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     tc = res["target_check"]
     lines += ["", "## Target check (budget = 1/8 of the context)", "", "```", json.dumps(tc, indent=1), "```"]
+    if res.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +152,7 @@ def merge_needle(parts: list[dict]) -> dict:
             "prefill_seconds": sum(p["prefill_seconds"] for p in parts), "rows": rows}
 
 
-def merge(paths: list[str], out: Path) -> None:
+def merge(paths: list[str], out: Path, notes: list[str]) -> None:
     """Combine part results (one with perplexity, others with needle parts) into the final json + md."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     ppl = [p for p in parts if "perplexity" in p]
@@ -169,6 +173,7 @@ def merge(paths: list[str], out: Path) -> None:
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     res["target_check"] = target_check(res["perplexity"]["rows"], res["needle"]["rows"], res["config"]["prefix"],
                                        res["config"]["lengths"])
+    res["notes"] = notes
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
@@ -190,11 +195,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--group", type=int, default=8, help="runs decoded together as one batch")
     ap.add_argument("--out", default="benchmarks/results/sparse_quality")
+    ap.add_argument("--notes", nargs="*", default=None, help="free-text notes for the results (with --merge)")
     ap.add_argument("--merge", nargs="*", default=None,
                     help="combine part results (e.g. runs with --skip-needle / --skip-ppl) into --out")
     args = ap.parse_args()
     if args.merge:
-        merge(args.merge, Path(args.out))
+        merge(args.merge, Path(args.out), args.notes or [])
         return
     if args.threads:
         torch.set_num_threads(args.threads)
