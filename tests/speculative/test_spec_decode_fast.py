@@ -142,3 +142,23 @@ def test_acceptance_estimate_known_answer():
     assert _acceptance(steps, 4) == pytest.approx([3 / 5, 3 / 4, 1 / 3, 1 / 3])
     assert _acceptance([], 2) == [0.5, 0.5]
     assert list(itertools.islice(_acceptance(steps, 1), 1)) == [pytest.approx(0.6)]
+
+
+class EmptyDrafter(Drafter):
+    name = "empty_test"
+
+    def propose(self, context_ids, budget):
+        return DraftTree.empty()
+
+
+def test_forward_times_are_calibrated_once_and_lowered_by_faster_steps():
+    from workbench.speculative.decode import _FORWARD_TIMES
+
+    lm = tiny_lm("llama", seed=2)
+    speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True)
+    assert sorted(_FORWARD_TIMES[lm]) == [1, 2, 4, 6]
+    _FORWARD_TIMES[lm].update({n: 1e9 for n in _FORWARD_TIMES[lm]})
+    calls = lm.counters.forward_calls
+    g = speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True)
+    assert lm.counters.forward_calls - calls == 1 + len(g.steps)  # prefill + steps: no second calibration
+    assert _FORWARD_TIMES[lm][1] < 1e9 and _FORWARD_TIMES[lm][6] == 1e9  # only the fed size (root only) moved
