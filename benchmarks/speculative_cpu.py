@@ -354,7 +354,8 @@ def main() -> None:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "methods": methods, "skipped": skipped, "num_prompts": len(prompts),
         "overall": overall, "targets": targets(overall, methods),
-        "per_category": {c: summarise([r for r in rows if r["category"] == c], methods) for c in CATEGORIES},
+        "per_category": {c: summarise([r for r in rows if r["category"] == c], methods) for c in CATEGORIES
+                         if any(r["category"] == c for r in rows)},
         "prompts": rows,
     }
     result["load_average_before"] = list(load_before)
