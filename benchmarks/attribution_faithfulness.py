@@ -169,13 +169,17 @@ def write(args, items, names, opts, rows, agreements, load_before, start, argv) 
 def merge(files: list[str], out: Path) -> int:
     """Combine runs over disjoint prompts (same settings): per-prompt rows are pooled (a prompt seen twice is
     kept once, from the first file), the tables recomputed; Spearman means are pooled from per-prompt tables,
-    or, for a file without them, its mean weighted by its prompt count."""
+    or, for a file without them, its mean weighted by its prompt count. Only methods registered in every run are
+    pooled; a method registered later (another run's registry) is kept apart in "methods_in_some_runs_only"."""
     parts = [json.loads(Path(f).read_text()) for f in files]
     base = parts[0]
-    for key in ("model", "words", "soft_samples", "methods", "options"):
+    for key in ("model", "words", "soft_samples"):
         if any(p[key] != base[key] for p in parts):
             raise ValueError(f"--merge: the runs differ in {key}")
-    seen, items, rows, spearman_parts = set(), [], {name: [] for name in base["per_prompt"]}, []
+    names = [m for m in base["methods"] if all(m in p["methods"] for p in parts)]  # registered in every run
+    partial = {m: p["table"][m] | {"prompts": p["prompts_completed"]} for p in parts for m in p["methods"]
+               if m not in names}
+    seen, items, rows, spearman_parts = set(), [], {name: [] for name in [*names, "random"]}, []
     for p in parts:
         keep = [k for k, item in enumerate(p["prompts"][:p["prompts_completed"]]) if item["prompt"] not in seen]
         seen.update(p["prompts"][k]["prompt"] for k in keep)
@@ -188,7 +192,6 @@ def merge(files: list[str], out: Path) -> int:
             spearman_parts.append((len(keep), p["spearman"]))
         else:
             raise ValueError(f"--merge: {p['command']!r} has no per-prompt Spearman tables and overlaps another run")
-    names = base["methods"]
     total = sum(w for w, _ in spearman_parts)
     spearman = {a: {b: sum(w * (t[a][b] if t[a][b] is not None else np.nan) for w, t in spearman_parts) / total
                     for b in names} for a in names}
@@ -199,7 +202,8 @@ def merge(files: list[str], out: Path) -> int:
               "prompts_requested": len(items), "prompts_completed": len(items),
               "seconds_total": max(p["seconds_total"] for p in parts), "processes": len(parts),
               "loadavg_before": [p["loadavg_before"] for p in parts], "loadavg_after": [p["loadavg_after"] for p in parts],
-              "prompts": items, "table": table, "spearman": spearman, "per_prompt": rows}
+              "prompts": items, "table": table, "spearman": spearman, "per_prompt": rows, "methods": names,
+              "options": {m: base["options"][m] for m in names}, "methods_in_some_runs_only": partial}
     result.pop("spearman_per_prompt", None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(_finite(result), indent=1))
