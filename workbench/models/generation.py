@@ -39,6 +39,20 @@ def eos_ids(lm: LM) -> set[int]:
     return found
 
 
+def end_of_text(lm: LM, new_ids: Sequence[int], ends: set[int], stops: Sequence[str]) -> tuple[str | None, int | None]:
+    """Whether generation ends at the token just emitted (new_ids[-1]): ("eos", None) for an end token, ("stop", i)
+    when a stop string occurs in the decoded new text (i: where the first one starts), else (None, None).
+    Every decode loop (autoregressive, sparse, speculative) checks emitted tokens with this, in this order."""
+    if new_ids[-1] in ends:
+        return "eos", None
+    if stops:
+        text = lm.tokenizer.decode(list(new_ids))
+        hits = [text.find(s) for s in stops if s in text]
+        if hits:
+            return "stop", min(hits)
+    return None, None
+
+
 def prompt_ids(lm: LM, prompt: str | Sequence[int] | torch.Tensor) -> list[int]:
     """The prompt as token ids (a string is encoded with the tokenizer's special tokens), checked to be
     non-empty and to leave room in the context for at least one new token."""
@@ -100,15 +114,10 @@ def generate(lm: LM, prompt: str | Sequence[int], max_new_tokens: int = 32, temp
         new_ids.append(token)
         if bar is not None:
             bar.update(1)
-        if token in ends:
-            reason = "eos"
+        ended, text_end = end_of_text(lm, new_ids, ends, stops)
+        if ended is not None:
+            reason = ended
             break
-        if stops:
-            text = lm.tokenizer.decode(new_ids)
-            hits = [text.find(s) for s in stops if s in text]
-            if hits:
-                text_end, reason = min(hits), "stop"
-                break
         if len(new_ids) >= max_new_tokens:
             break
         if cache.length >= lm.max_context:

@@ -99,7 +99,7 @@ def evicting_generate(lm: LM, prompt: str | Sequence[int], attn: SparseAttention
 
     Returns (the Generation, bytes held by the cache after each decode step, bytes a full cache would hold).
     """
-    from workbench.models.generation import eos_ids, prompt_ids
+    from workbench.models.generation import end_of_text, eos_ids, prompt_ids
     from workbench.models.outputs import Generation
     from workbench.models.sampling import (
         check_sampling,
@@ -138,15 +138,10 @@ def evicting_generate(lm: LM, prompt: str | Sequence[int], attn: SparseAttention
         new_ids.append(token)
         if bar is not None:
             bar.update(1)
-        if token in ends:
-            reason = "eos"
+        ended, text_end = end_of_text(lm, new_ids, ends, stops)
+        if ended is not None:
+            reason = ended
             break
-        if stops:
-            text = lm.tokenizer.decode(new_ids)
-            hits = [text.find(s) for s in stops if s in text]
-            if hits:
-                text_end, reason = min(hits), "stop"
-                break
         position = len(ids) + len(new_ids) - 1
         if len(new_ids) >= max_new_tokens:
             break

@@ -88,7 +88,7 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     cost_aware: cap each step's draft where the expected tokens per second stop improving (module docstring);
     `budget` still bounds it. tree_attention: verify through `TreeAttention` (None: only on CUDA).
     """
-    from workbench.models.generation import eos_ids
+    from workbench.models.generation import end_of_text, eos_ids
     from workbench.models.generation import prompt_ids as encode_prompt
 
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -189,15 +189,10 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
             context.append(token)
             if bar is not None:
                 bar.update(1)
-            if token in ends:
-                reason, done = "eos", True
+            ended, text_end = end_of_text(lm, new_ids, ends, stops)
+            if ended is not None:
+                reason, done = ended, True
                 break
-            if stops:
-                text = lm.tokenizer.decode(new_ids)
-                hits = [text.find(s) for s in stops if s in text]
-                if hits:
-                    text_end, reason, done = min(hits), "stop", True
-                    break
             if len(new_ids) >= max_new_tokens:
                 reason, done = "length", True
                 break
