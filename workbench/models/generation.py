@@ -16,8 +16,7 @@ from workbench.models.outputs import Generation
 from workbench.models.sampling import (
     check_sampling,
     make_generator,
-    next_token_probs,
-    sample,
+    pick_token,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,10 +106,7 @@ def generate(lm: LM, prompt: str | Sequence[int], max_new_tokens: int = 32, temp
     text_end: int | None = None
     reason = "length"
     while True:
-        if temperature == 0:
-            token = int(logits.argmax())
-        else:
-            token = int(sample(next_token_probs(logits, temperature, top_k, top_p), generator))
+        token = pick_token(logits, temperature, top_k, top_p, generator)
         new_ids.append(token)
         if bar is not None:
             bar.update(1)

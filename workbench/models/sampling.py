@@ -55,6 +55,15 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return ids.reshape(probs.shape[:-1])
 
 
+def pick_token(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None) -> int:
+    """The next token from last-position logits [V]: argmax at temperature 0, else one draw from the
+    temperature / top-k / top-p distribution (the rule of every autoregressive decode loop)."""
+    if temperature == 0:
+        return int(logits.argmax())
+    return int(sample(next_token_probs(logits, temperature, top_k, top_p), generator))
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch.Generator on `device`, seeded with `seed` (a fresh random seed when None)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

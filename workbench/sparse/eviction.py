@@ -104,8 +104,7 @@ def evicting_generate(lm: LM, prompt: str | Sequence[int], attn: SparseAttention
     from workbench.models.sampling import (
         check_sampling,
         make_generator,
-        next_token_probs,
-        sample,
+        pick_token,
     )
 
     check_sampling(temperature, top_k, top_p)
@@ -131,10 +130,7 @@ def evicting_generate(lm: LM, prompt: str | Sequence[int], attn: SparseAttention
     new_ids: list[int] = []
     text_end, reason = None, "length"
     while True:
-        if temperature == 0:
-            token = int(logits.argmax())
-        else:
-            token = int(sample(next_token_probs(logits, temperature, top_k, top_p), generator))
+        token = pick_token(logits, temperature, top_k, top_p, generator)
         new_ids.append(token)
         if bar is not None:
             bar.update(1)
