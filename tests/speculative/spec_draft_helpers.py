@@ -28,3 +28,18 @@ def brute_force_row(draft: LM, ids: list[int], sampling, width: int) -> torch.Te
     keep = min(width, logits.shape[0], draft.tokenizer.vocab_size)
     aligned[:keep] = logits[:keep]
     return probs_from_logits(aligned, sampling.temperature, sampling.top_k, sampling.top_p)
+
+
+REPETITIVE_CODE_PROMPT = ("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
+                          "def mul(a, b):\n    return a * b\n\n\ndef")
+
+
+def greedy_on_default_model(drafter, max_new_tokens: int = 32, budget: int = 16):
+    """Speculative and autoregressive greedy decoding of REPETITIVE_CODE_PROMPT on smollm2-135m:
+    (speculative generation, autoregressive generation)."""
+    from workbench.speculative import speculative_generate
+
+    lm = LM.load("smollm2-135m")
+    ref = lm.generate(REPETITIVE_CODE_PROMPT, max_new_tokens=max_new_tokens)
+    spec = speculative_generate(lm, REPETITIVE_CODE_PROMPT, drafter, max_new_tokens=max_new_tokens, budget=budget)
+    return spec, ref

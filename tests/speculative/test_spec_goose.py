@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from spec_draft_helpers import greedy_on_default_model
 from test_spec_decode import lookup_prompt_with_two_accepted_tokens
 
 from workbench.models import tiny_lm
@@ -157,13 +158,7 @@ def test_bad_budget_and_missing_begin(lm):
 
 @pytest.mark.slow
 def test_greedy_equals_autoregressive_on_the_default_model():
-    from workbench.models import LM
-
-    real = LM.load("smollm2-135m")
-    prompt = ("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
-              "def mul(a, b):\n    return a * b\n\n\ndef")
-    ref = real.generate(prompt, max_new_tokens=32)
-    spec = speculative_generate(real, prompt, GooseDrafter(), max_new_tokens=32, budget=16)
+    spec, ref = greedy_on_default_model(GooseDrafter())
     assert spec.new_ids == ref.new_ids and spec.stop_reason == ref.stop_reason
     assert spec.tau > 1.5
     print(f"goose tau on smollm2-135m: {spec.tau:.2f}, forward calls {spec.forward_calls} vs {ref.forward_calls}")

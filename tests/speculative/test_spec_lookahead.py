@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 import torch
+from spec_draft_helpers import greedy_on_default_model
 
 from workbench.models import tiny_lm
 from workbench.speculative import (
@@ -173,13 +174,7 @@ def test_bad_budget():
 
 @pytest.mark.slow
 def test_greedy_equals_autoregressive_on_the_default_model():
-    from workbench.models import LM
-
-    lm = LM.load("smollm2-135m")
-    prompt = ("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
-              "def mul(a, b):\n    return a * b\n\n\ndef")
-    ref = lm.generate(prompt, max_new_tokens=32)
-    spec = speculative_generate(lm, prompt, LookaheadDrafter(), max_new_tokens=32, budget=16)
+    spec, ref = greedy_on_default_model(LookaheadDrafter())
     assert spec.new_ids == ref.new_ids and spec.stop_reason == ref.stop_reason
     assert spec.tau > 1.5
     print(f"lookahead tau on smollm2-135m: {spec.tau:.2f}, forward calls {spec.forward_calls} vs {ref.forward_calls}")
