@@ -157,6 +157,23 @@ class LaunchPlan:
     merge_grid: tuple[int, int, int] | None
 
 
+def split_keys(keys: int, blocks: int, num_sms: int, num_splits: int | None, symbol: str) -> tuple[int, int]:
+    """(keys per split, number of splits) for a split-K launch over `keys` keys with `blocks` blocks per split:
+    by default enough splits for BLOCKS_PER_SM blocks per multiprocessor, at least MIN_KEYS_PER_SPLIT keys each,
+    chunks in whole steps of 16 keys (4 warps x 4 keys); an explicit `num_splits` must lie in [1, keys]
+    (`symbol` names the key count in the error)."""
+    if num_splits is None:
+        wanted = -(-BLOCKS_PER_SM * num_sms // blocks)
+        num_splits = max(1, min(wanted, -(-keys // MIN_KEYS_PER_SPLIT)))
+        chunk = -(-keys // num_splits)
+        chunk = -(-chunk // 16) * 16
+    else:
+        if not 1 <= num_splits <= keys:
+            raise ValueError(f"num_splits must lie in [1, {symbol}={keys}], got {num_splits}")
+        chunk = -(-keys // num_splits)
+    return chunk, -(-keys // chunk)
+
+
 def plan_launch(batch: int, heads: int, kv_heads: int, list_len: int, num_sms: int = 132,
                 num_splits: int | None = None) -> LaunchPlan:
     """Choose heads per block and the split of each index list (enough blocks to fill `num_sms`)."""
@@ -164,16 +181,7 @@ def plan_launch(batch: int, heads: int, kv_heads: int, list_len: int, num_sms: i
     heads_per_block = next(g for g in HEADS_PER_BLOCK if g >= min(group, HEADS_PER_BLOCK[-1]))
     group_blocks = -(-group // heads_per_block)
     blocks = batch * kv_heads * group_blocks
-    if num_splits is None:
-        wanted = -(-BLOCKS_PER_SM * num_sms // blocks)
-        num_splits = max(1, min(wanted, -(-list_len // MIN_KEYS_PER_SPLIT)))
-        chunk = -(-list_len // num_splits)
-        chunk = -(-chunk // 16) * 16  # whole steps of 4 warps x 4 keys
-    else:
-        if not 1 <= num_splits <= list_len:
-            raise ValueError(f"num_splits must lie in [1, K={list_len}], got {num_splits}")
-        chunk = -(-list_len // num_splits)
-    num_splits = -(-list_len // chunk)
+    chunk, num_splits = split_keys(list_len, blocks, num_sms, num_splits, "K")
     grid = (num_splits, kv_heads * group_blocks, batch)
     merge_grid = (heads, batch, 1) if num_splits > 1 else None
     return LaunchPlan(heads_per_block, group_blocks, chunk, num_splits, grid, (THREADS, 1, 1), merge_grid)

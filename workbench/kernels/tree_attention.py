@@ -29,14 +29,13 @@ from workbench.kernels.dispatch import (
     dispatch,
     register,
 )
+from workbench.kernels.sparse_decode_attention import split_keys
 
 OP = "tree_attention"
 KERNEL_DTYPES = {torch.float32: "float", torch.float16: "wb_half", torch.bfloat16: "wb_bf16"}
 HEAD_DIMS = (64, 128, 256)
 ROWS_PER_BLOCK = (1, 2, 4, 8)  # (head, node) query rows of one KV head that one thread block serves
 THREADS = 128  # WB_THREADS in the .cu file
-MIN_KEYS_PER_SPLIT = 64
-BLOCKS_PER_SM = 4
 MAX_GRID_YZ = 65535
 LOG2E = 1.4426950408889634
 
@@ -141,16 +140,7 @@ def plan_launch(batch: int, heads: int, kv_heads: int, nodes: int, seq: int, num
     rows_per_block = next(r for r in ROWS_PER_BLOCK if r >= min(rows, ROWS_PER_BLOCK[-1]))
     row_blocks = -(-rows // rows_per_block)
     blocks = batch * kv_heads * row_blocks
-    if num_splits is None:
-        wanted = -(-BLOCKS_PER_SM * num_sms // blocks)
-        num_splits = max(1, min(wanted, -(-seq // MIN_KEYS_PER_SPLIT)))
-        chunk = -(-seq // num_splits)
-        chunk = -(-chunk // 16) * 16  # whole steps of 4 warps x 4 keys
-    else:
-        if not 1 <= num_splits <= seq:
-            raise ValueError(f"num_splits must lie in [1, S={seq}], got {num_splits}")
-        chunk = -(-seq // num_splits)
-    num_splits = -(-seq // chunk)
+    chunk, num_splits = split_keys(seq, blocks, num_sms, num_splits, "S")
     grid = (num_splits, kv_heads * row_blocks, batch)
     merge_grid = (heads * nodes, batch, 1) if num_splits > 1 else None
     return LaunchPlan(rows_per_block, row_blocks, chunk, num_splits, grid, (THREADS, 1, 1), merge_grid)
