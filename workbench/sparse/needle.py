@@ -1,19 +1,26 @@
 """Passkey retrieval under sparse attention: a random 5-digit key hidden at a depth in long filler text.
 
-    items = [make_needle_item(lm.tokenizer, filler_ids, length=4096, depth=d, seed=s) for d in (0.1, 0.5, 0.9)]
+    items = [make_needle_item(lm.tokenizer, None, length=4096, depth=d, seed=s, fmt="landmark") for d in (0.1, 0.9)]
     res = needle_accuracy(lm, items, runs=[("full", None), ("streaming_llm", 256), ("quest", 256)])
     res.rows[2].accuracy
 
 Task (the passkey retrieval test of Mohtashami and Jaggi, "Landmark Attention", 2023): an instruction, then
 filler text with one sentence stating the pass key inserted at `depth` (0 = right after the instruction, 1 = at
 the end of the filler), then the question, ending in "The pass key is", so the model's greedy continuation
-should be the key. The filler is real text (the caller passes token ids, e.g. KJV verses from the offline
-corpora); each item starts at a seeded offset in it and gets a seeded key.
+should be the key. Two formats (`FORMATS`):
+
+- "landmark": the paper's own task: its instruction, its filler ("The grass is green. The sky is blue. ..."
+  repeated, built here) and the needle only between two repetitions of the filler sentence group: the cut is
+  snapped to the repetition boundary nearest to `depth`; the filler after the needle starts a fresh repetition
+  and is cut wherever the length runs out (just before the question).
+- "kjv": real text as filler (the caller passes token ids, e.g. KJV verses from the offline corpora); each item
+  starts at a seeded offset in it and the needle is cut in at exactly round(depth * n) (inside a word as often
+  as not). The instruction is a paraphrase of the paper's.
 
 Construction, in tokens (segments are tokenized separately and concatenated, so a segment boundary never
 merges tokens): [instruction][filler[:cut]][needle][filler[cut:n]][question] with exactly `length` tokens in
 all, n = length minus the fixed segments, cut = round(depth * n) (inside a word as often as not; the needle
-sentence starts with a newline). The answer is decoded greedily under the policy (the first answer token comes
+sentence starts with a newline; for "landmark" see above). The answer is decoded greedily under the policy (the first answer token comes
 from the dense prefill, the rest from decode steps, as in `sparse_generate`); an item is correct when the first
 run of digits in the decoded answer equals the key.
 
@@ -44,6 +51,50 @@ INSTRUCTION = ("There is an important piece of information hidden inside a lot o
                "memorize it. I will quiz you about it.\n")
 NEEDLE = "\nThe pass key is {key}. Remember it. {key} is the pass key.\n"
 QUESTION = "\nWhat is the pass key? The pass key is"
+LANDMARK_INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
+                        "them. I will quiz you about the important information there.\n")
+LANDMARK_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+
+
+@dataclass(frozen=True)
+class PasskeyFormat:
+    """The strings of one passkey task. needle: with "{key}"; filler: a passage repeated as the filler (None: the
+    caller passes filler token ids)."""
+
+    name: str
+    instruction: str
+    needle: str
+    question: str
+    filler: str | None = None
+
+
+FORMATS = {
+    "kjv": PasskeyFormat("kjv", INSTRUCTION, NEEDLE, QUESTION),
+    "landmark": PasskeyFormat("landmark", LANDMARK_INSTRUCTION, NEEDLE, QUESTION, filler=LANDMARK_FILLER),
+}
+
+
+def get_format(fmt: str | PasskeyFormat) -> PasskeyFormat:
+    """A format by name (or a PasskeyFormat as is)."""
+    if isinstance(fmt, PasskeyFormat):
+        return fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(FORMATS)} or a PasskeyFormat, got {fmt!r}")
+    return FORMATS[fmt]
+
+
+def repeated_filler(tokenizer, text: str, tokens: int) -> tuple[list[int], list[int]]:
+    """`text` repeated (joined by spaces) to at least `tokens` tokens, each repetition tokenized on its own so the
+    repetition boundaries are known: (ids, boundaries), boundaries = token offsets where a repetition starts."""
+    first, rest = list(tokenizer.encode(text)), list(tokenizer.encode(" " + text))
+    if not first or not rest:
+        raise ValueError("filler text must not be empty")
+    ids, bounds = list(first), [0]
+    while len(ids) < tokens:
+        bounds.append(len(ids))
+        ids += rest
+    bounds.append(len(ids))
+    return ids, bounds
 
 
 @dataclass
@@ -58,6 +109,8 @@ class NeedleItem:
     needle_start: int
     needle_end: int
     filler_offset: int  # where in the filler ids this item's filler starts
+    fmt: str = "kjv"
+    key_digits: int = 5
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,36 +124,52 @@ def check_depth(depth: float) -> float:
     return float(depth)
 
 
-def make_needle_item(tokenizer, filler_ids: Sequence[int], length: int, depth: float, seed: int,
-                     max_context: int | None = None) -> NeedleItem:
+def make_needle_item(tokenizer, filler_ids: Sequence[int] | None, length: int, depth: float, seed: int,
+                     max_context: int | None = None, fmt: str | PasskeyFormat = "kjv",
+                     key_digits: int = 5) -> NeedleItem:
     """A passkey prompt of exactly `length` tokens with the key at `depth` (see the module docstring).
 
-    The key is random.Random(seed).randint(10000, 99999); the filler starts at a seeded offset in `filler_ids`
-    (which must hold at least `length` tokens). max_context: refuse longer items (the model's context).
+    The key is random.Random(seed).randint(10**(key_digits-1), 10**key_digits - 1) (5 digits: 10000..99999, as
+    in the paper). "kjv"-style formats (no built-in filler): the filler starts at a seeded offset in `filler_ids`
+    (which must hold at least the filler's length). "landmark": the filler is built here; pass filler_ids=None.
+    max_context: refuse longer items (the model's context).
     """
+    form = get_format(fmt)
     depth = check_depth(depth)
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int, got {length!r}")
+    if isinstance(key_digits, bool) or not isinstance(key_digits, int) or not 1 <= key_digits <= 18:
+        raise ValueError(f"key_digits must be an int in [1, 18], got {key_digits!r}")
     if max_context is not None and length > max_context:
         raise ValueError(f"length {length} exceeds the model's context of {max_context} tokens")
+    if form.filler is not None and filler_ids is not None:
+        raise ValueError(f"filler_ids must be None for format {form.name!r} (it builds its own filler)")
+    if form.filler is None and filler_ids is None:
+        raise ValueError(f"filler_ids: format {form.name!r} needs the caller's filler token ids, got None")
     rng = random.Random(seed)
-    key = str(rng.randint(10000, 99999))
-    head = list(tokenizer.encode(INSTRUCTION, add_special_tokens=True))
-    needle = list(tokenizer.encode(NEEDLE.format(key=key)))
-    tail = list(tokenizer.encode(QUESTION))
+    key = str(rng.randint(10 ** (key_digits - 1), 10 ** key_digits - 1))
+    head = list(tokenizer.encode(form.instruction, add_special_tokens=True))
+    needle = list(tokenizer.encode(form.needle.format(key=key)))
+    tail = list(tokenizer.encode(form.question))
     n = length - len(head) - len(needle) - len(tail)
     if n < 0:
         raise ValueError(f"length {length} is too short: instruction, needle and question take "
                          f"{length - n} tokens")
-    if len(filler_ids) < n:
-        raise ValueError(f"filler_ids: {len(filler_ids)} tokens, need at least {n} for length {length}")
-    offset = rng.randint(0, len(filler_ids) - n)
-    filler = list(filler_ids[offset:offset + n])
-    cut = round(depth * n)
-    ids = head + filler[:cut] + needle + filler[cut:] + tail
+    if form.filler is not None:
+        filler, bounds = repeated_filler(tokenizer, form.filler, n)
+        cut = min((b for b in bounds if b <= n), key=lambda b: (abs(b - depth * n), b))
+        ids = head + filler[:cut] + needle + filler[:n - cut] + tail
+        offset = 0
+    else:
+        if len(filler_ids) < n:
+            raise ValueError(f"filler_ids: {len(filler_ids)} tokens, need at least {n} for length {length}")
+        offset = rng.randint(0, len(filler_ids) - n)
+        filler = list(filler_ids[offset:offset + n])
+        cut = round(depth * n)
+        ids = head + filler[:cut] + needle + filler[cut:] + tail
     start = len(head) + cut
     return NeedleItem(ids=ids, passkey=key, length=length, depth=depth, seed=seed, needle_start=start,
-                      needle_end=start + len(needle), filler_offset=offset)
+                      needle_end=start + len(needle), filler_offset=offset, fmt=form.name, key_digits=key_digits)
 
 
 def answer_key(text: str) -> str | None:
