@@ -7,12 +7,16 @@ every policy at every budget, against full attention in the same run.
 Perplexity (`workbench.sparse.perplexity`): `--texts` windows of Botchan (english-prose corpus, the chapters
 joined), each `--prefix` tokens prefilled densely once, then `--score` tokens fed one at a time under each policy
 (masked mode, teacher forcing); ppl over all scored tokens, delta vs full attention, recall vs the oracle top-k
-at the same count, KV bytes read per decode step. Passkey (`workbench.sparse.needle`): KJV verses as filler, a
-seeded 5-digit key at each depth, one item per (length, depth) (seed = 1000 * length + 100 * depth), greedy answer under each policy.
+at the same count, KV bytes read per decode step. Passkey (`workbench.sparse.needle`): by default the Landmark
+Attention paper's format (`--passkey-format landmark`: its instruction and repeated "The grass is green. ..."
+filler; `kjv`: KJV verses as filler), a seeded 5-digit key (`--key-digits`) at each depth, `--seeds` items per
+(length, depth) (seed = 1000 * length + 100 * depth + 100000 * i), greedy answer under each policy. Full KV is
+always run, so each policy's accuracy is read against it.
 The issue's target check: at budget = 1/8 of the context (prefix/8 for perplexity, length/8 for the passkey)
 does the best query-aware policy (quest, landmark, tokenselect, fasa; the oracle is not deployable) stay within
 3% of full-KV perplexity, and reach >= 95% passkey accuracy at the lengths where StreamingLLM fails?
-Writes benchmarks/results/sparse_quality.json and .md.
+Writes benchmarks/results/sparse_quality.json and .md (`--out`). `--merge` combines part results: one perplexity
+part with needle parts, or needle parts only (a passkey-only result).
 """
 from __future__ import annotations
 
@@ -56,9 +60,11 @@ def kjv_filler(lm, tokens: int) -> list[int]:
 def target_check(ppl_rows: list[dict], needle_rows: list[dict], prefix: int, lengths: list[int]) -> dict:
     out: dict = {}
     b = prefix // 8
-    full = next(r for r in ppl_rows if r["policy"] == "full")
+    full = next((r for r in ppl_rows if r["policy"] == "full"), None)
     aware = [r for r in ppl_rows if r["policy"] in QUERY_AWARE and r["budget"] == b]
-    if aware:
+    if full is None:
+        out["perplexity"] = {"note": "no perplexity part"}
+    elif aware:
         best = min(aware, key=lambda r: r["ppl"])
         out["perplexity"] = {"budget": b, "full_ppl": full["ppl"], "best_query_aware": best["policy"],
                              "ppl": best["ppl"], "delta": best["delta"], "within_3pct": abs(best["delta"]) <= 0.03,
@@ -76,7 +82,7 @@ def target_check(ppl_rows: list[dict], needle_rows: list[dict], prefix: int, len
         best = max(aware_acc, key=aware_acc.get) if aware_acc else None
         per_length[str(length)] = {
             "budget": lb, "full": acc("full"), "streaming_llm": stream, "oracle": acc("oracle"),
-            "best_query_aware": best, "best_accuracy": aware_acc.get(best),
+            "query_aware": aware_acc, "best_query_aware": best, "best_accuracy": aware_acc.get(best),
             "full_solves": acc("full") is not None and acc("full") >= 0.95,
             "streaming_fails": stream is not None and stream < 0.95,
             "target_met": (best is not None and aware_acc[best] >= 0.95) if stream is not None and stream < 0.95
@@ -87,13 +93,25 @@ def target_check(ppl_rows: list[dict], needle_rows: list[dict], prefix: int, len
 
 
 def markdown(res: dict) -> str:
-    ppl, nd = res["perplexity"], res["needle"]
-    budgets = res["config"]["budgets"]
     lines = ["# Sparse attention quality (smollm2-135m)", "",
              f"Command: `{res['command']}`  ",
              (f"Load average at start / end: {res['loadavg_start']} / {res['loadavg_end']}; "
-              f"total {res['seconds']:.0f} s"), "",
-             (f"## Perplexity: {ppl['texts']} Botchan windows, dense prefix {ppl['prefix']}, {ppl['score']} scored "
+              f"total {res['seconds']:.0f} s"), ""]
+    if "perplexity" in res:
+        lines += ppl_markdown(res)
+    if "needle" in res:
+        lines += needle_markdown(res)
+    if "target_check" in res:
+        tc = res["target_check"]
+        lines += ["", "## Target check (budget = 1/8 of the context)", "", "```", json.dumps(tc, indent=1), "```"]
+    if res.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def ppl_markdown(res: dict) -> list[str]:
+    ppl, budgets = res["perplexity"], res["config"]["budgets"]
+    lines = [(f"## Perplexity: {ppl['texts']} Botchan windows, dense prefix {ppl['prefix']}, {ppl['score']} scored "
               f"tokens each; full-KV ppl {ppl['rows'][0]['ppl']:.3f}"), "",
              "ppl delta vs full (normalized recall vs oracle top-k; KV bytes read / dense)", "",
              "| policy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
@@ -103,24 +121,37 @@ def markdown(res: dict) -> str:
             r = next((r for r in ppl["rows"] if r["policy"] == p and r["budget"] == b), None)
             cells.append("-" if r is None else f"{r['delta']:+.1%} ({r['normalized_recall']:.2f}; {r['bytes_ratio']:.2f})")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    lengths = res["config"]["lengths"]
+    return lines
+
+
+def needle_markdown(res: dict) -> list[str]:
+    """One table per length: policies x the budgets run at that length, accuracy (correct/items)."""
+    nd, cfg = res["needle"], res["config"]
+    lengths = sorted({it["length"] for it in nd["items"]})
+    fmt = cfg.get("passkey_format", "kjv")
+    lines = ["", f"## Passkey accuracy ({fmt} format): lengths {lengths}, depths {cfg['depths']}, "
+                 f"{cfg.get('seeds', 1)} seed(s) per (length, depth)", ""]
     full = next(r for r in nd["rows"] if r["policy"] == "full")
-    lines += ["", f"## Passkey accuracy: lengths {lengths}, depths {res['config']['depths']}", "",
-              "full KV: " + ", ".join(f"{k}: {v:.2f}" for k, v in full["by_length"].items()), "",
-              "accuracy per length at each budget (`1k/2k/...`)", "",
-              "| policy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
-    for p in res["config"]["policies"]:
-        cells = []
-        for b in budgets:
-            r = next((r for r in nd["rows"] if r["policy"] == p and r["budget"] == b), None)
-            cells.append("-" if r is None else "/".join(f"{r['by_length'].get(str(n), float('nan')):.2f}"
-                                                        for n in lengths))
-        lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    tc = res["target_check"]
-    lines += ["", "## Target check (budget = 1/8 of the context)", "", "```", json.dumps(tc, indent=1), "```"]
-    if res.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
-    return "\n".join(lines) + "\n"
+    for n in lengths:
+        count = sum(it["length"] == n for it in nd["items"])
+
+        def cell(r, n=n, count=count):
+            acc = r["by_length"].get(str(n))
+            if acc is None:
+                return "-"
+            m = r["item_lengths"].count(n) if "item_lengths" in r else count  # merged rows may skip parts
+            return f"{acc:.2f} ({round(acc * m)}/{m})"
+
+        budgets = sorted({r["budget"] for r in nd["rows"] if r["policy"] != "full" and str(n) in r["by_length"]
+                          and isinstance(r["budget"], int)})
+        lines += [f"### length {n} ({count} items; full KV {cell(full)})", "",
+                  "| policy | " + " | ".join(f"{b}" + (" (1/8)" if b == n // 8 else " (1/16)" if b == n // 16 else "")
+                                             for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+        for p in cfg["policies"]:
+            rows = {r["budget"]: r for r in nd["rows"] if r["policy"] == p}
+            lines.append(f"| {p} | " + " | ".join("-" if b not in rows else cell(rows[b]) for b in budgets) + " |")
+        lines.append("")
+    return lines
 
 
 def merge_needle(parts: list[dict]) -> dict:
@@ -145,6 +176,7 @@ def merge_needle(parts: list[dict]) -> dict:
             by_length.setdefault(str(it["length"]), []).append(o)
             by_depth.setdefault(f"{it['depth']:g}", []).append(o)
         rows.append({**row, "items": len(row_items), "correct": sum(ok), "accuracy": sum(ok) / len(ok),
+                     "item_lengths": [it["length"] for it in row_items],
                      "by_length": {k: sum(v) / len(v) for k, v in by_length.items()},
                      "by_depth": {k: sum(v) / len(v) for k, v in by_depth.items()}, "answers": answers,
                      "seconds": seconds})
@@ -153,16 +185,21 @@ def merge_needle(parts: list[dict]) -> dict:
 
 
 def merge(paths: list[str], out: Path, notes: list[str]) -> None:
-    """Combine part results (one with perplexity, others with needle parts) into the final json + md."""
+    """Combine part results into the final json + md: one part with perplexity plus parts with needle results,
+    or needle parts only (a passkey-only result, e.g. runs with --skip-ppl over different lengths)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     ppl = [p for p in parts if "perplexity" in p]
     needle = [p for p in parts if "needle" in p]
-    if len(ppl) != 1 or not needle:
-        raise SystemExit("--merge needs exactly one part with perplexity and at least one with needle results")
-    res = dict(ppl[0])
+    if len(ppl) > 1 or not needle:
+        raise SystemExit("--merge needs at most one part with perplexity and at least one with needle results")
+    formats = {p["config"].get("passkey_format", "kjv") for p in needle}
+    if len(formats) > 1:
+        raise SystemExit(f"--merge: the needle parts use different passkey formats {sorted(formats)}")
+    res = dict(ppl[0]) if ppl else {k: v for k, v in needle[0].items() if k != "needle"}
     res["needle"] = merge_needle([p["needle"] for p in needle])
     res["config"] = {**res["config"], "lengths": sorted({n for p in needle for n in p["config"]["lengths"]}),
-                     "depths": needle[0]["config"]["depths"],
+                     "depths": sorted({d for p in needle for d in p["config"]["depths"]}),
+                     "seeds": max(p["config"].get("seeds", 1) for p in needle), "passkey_format": formats.pop(),
                      "budgets": sorted({b for p in parts for b in p["config"]["budgets"]}),
                      "policies": list(dict.fromkeys(x for p in parts for x in p["config"]["policies"]))}
     res["parts"] = [{"command": p["command"], "seconds": p["seconds"], "loadavg_start": p["loadavg_start"],
@@ -171,8 +208,8 @@ def merge(paths: list[str], out: Path, notes: list[str]) -> None:
     res["seconds"] = max(p["seconds"] for p in parts)
     res["loadavg_start"] = min((p["loadavg_start"] for p in parts), key=lambda x: x[0])
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    res["target_check"] = target_check(res["perplexity"]["rows"], res["needle"]["rows"], res["config"]["prefix"],
-                                       res["config"]["lengths"])
+    res["target_check"] = target_check(res["perplexity"]["rows"] if ppl else [], res["needle"]["rows"],
+                                       res["config"]["prefix"], res["config"]["lengths"])
     res["notes"] = notes
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
@@ -190,6 +227,10 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=None)
     ap.add_argument("--lengths", nargs="*", type=int, default=None)
     ap.add_argument("--depths", nargs="*", type=float, default=None)
+    ap.add_argument("--passkey-format", default="landmark", choices=["landmark", "kjv"],
+                    help="passkey task: the Landmark Attention paper's filler (default) or KJV verses")
+    ap.add_argument("--seeds", type=int, default=1, help="passkey items per (length, depth)")
+    ap.add_argument("--key-digits", type=int, default=5, help="digits of the passkey")
     ap.add_argument("--skip-needle", action="store_true")
     ap.add_argument("--skip-ppl", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
@@ -226,6 +267,10 @@ def main() -> None:
     for d in depths:
         if not 0 <= d <= 1:
             raise SystemExit(f"--depths must lie in [0, 1], got {d}")
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+    if not 1 <= args.key_digits <= 18:
+        raise SystemExit(f"--key-digits must be in [1, 18], got {args.key_digits}")
     runs = [(p, b) for p in policies for b in budgets]
 
     t0 = time.perf_counter()
@@ -234,7 +279,8 @@ def main() -> None:
     res: dict = {
         "command": "python benchmarks/sparse_quality.py " + " ".join(os.sys.argv[1:]),
         "config": {"model": args.model, "policies": policies, "budgets": budgets, "prefix": prefix, "score": score,
-                   "texts": texts, "lengths": lengths, "depths": depths, "threads": torch.get_num_threads()},
+                   "texts": texts, "lengths": lengths, "depths": depths, "threads": torch.get_num_threads(),
+                   "passkey_format": args.passkey_format, "seeds": args.seeds, "key_digits": args.key_digits},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpus": os.cpu_count()},
         "loadavg_start": [round(x, 2) for x in load0],
     }
@@ -244,8 +290,10 @@ def main() -> None:
     def save():
         res["seconds"] = time.perf_counter() - t0
         res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        if "perplexity" in res and "needle" in res:
-            res["target_check"] = target_check(res["perplexity"]["rows"], res["needle"]["rows"], prefix, lengths)
+        if "needle" in res:
+            res["target_check"] = target_check(res.get("perplexity", {}).get("rows", []), res["needle"]["rows"],
+                                               prefix, lengths)
+        if "perplexity" in res or "needle" in res:
             out.with_suffix(".md").write_text(markdown(res))
         out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 
@@ -256,9 +304,10 @@ def main() -> None:
         print(ppl, flush=True)
         save()
     if not args.skip_needle:
-        filler = kjv_filler(lm, max(lengths) * 2)
-        items = [make_needle_item(lm.tokenizer, filler, n, d, seed=1000 * n + round(100 * d),
-                                  max_context=lm.max_context) for n in lengths for d in depths]
+        filler = kjv_filler(lm, max(lengths) * 2) if args.passkey_format == "kjv" else None
+        items = [make_needle_item(lm.tokenizer, filler, n, d, seed=1000 * n + round(100 * d) + 100000 * i,
+                                  max_context=lm.max_context, fmt=args.passkey_format, key_digits=args.key_digits)
+                 for n in lengths for d in depths for i in range(args.seeds)]
         nd = needle_accuracy(lm, items, runs, group=args.group, progress=True)
         res["needle"] = nd.to_dict()
         print(nd, flush=True)
