@@ -273,3 +273,17 @@ def test_head_group_mismatch_is_a_clear_error():
 def test_bad_policy_parameters(name, params, match):
     with pytest.raises(ValueError, match=match):
         get_selector(name, budget=4, **params)
+
+
+@pytest.mark.parametrize("tau", [1.0, 1.6, 0.3])
+def test_keyformer_score_without_logs_equals_the_gumbel_softmax(tau):
+    from workbench.sparse.policies.keyformer import gumbel_softmax_of_probs, gumbel_softmax_reference
+
+    g = torch.Generator().manual_seed(2)
+    probs = torch.rand(2, 3, 5, 17, generator=g).softmax(-1)
+    probs[..., 11:] = 0  # tokens not read
+    probs[0, 1, 2] = 0  # a row that read nothing scores nothing
+    u = torch.rand(probs.shape, generator=g).clamp_(1e-20, 1 - 1e-7)
+    got = gumbel_softmax_of_probs(probs, u, tau)
+    torch.testing.assert_close(got, gumbel_softmax_reference(probs, u, tau), atol=1e-6, rtol=1e-5)
+    assert not got[..., 11:].any() and not got[0, 1, 2].any()

@@ -9,9 +9,14 @@ import torch
 from conftest import make_qkv
 
 from workbench.sparse import PAD, LayerState, get_selector, sparse_attention
-from workbench.sparse.policies.fasa import chunk_dims, chunk_dominance
+from workbench.sparse.policies.fasa import (
+    calibration_rows,
+    chunk_dims,
+    chunk_dominance,
+    chunk_dominance_reference,
+)
 from workbench.sparse.policies.landmark import block_landmarks
-from workbench.sparse.policies.zero_tprune import weighted_pagerank
+from workbench.sparse.policies.zero_tprune import causal_pagerank, weighted_pagerank
 
 
 def causal_probs(pq, k):
@@ -57,6 +62,29 @@ def test_pagerank_by_hand_on_a_star():
     d = 0.8
     got = weighted_pagerank(a, d, tol=1e-12)
     assert got[1:].tolist() == pytest.approx([(1 - d) / 4] * 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("damping", [0.3, 0.85, 0.99])
+def test_causal_pagerank_solve_equals_the_power_iteration(damping):
+    rng = np.random.default_rng(1)
+    a = np.tril(rng.random((3, 40, 40)) ** 4)  # uneven weights, some nearly zero
+    a /= a.sum(-1, keepdims=True)
+    got = causal_pagerank(torch.tensor(a), damping)
+    torch.testing.assert_close(got, weighted_pagerank(torch.tensor(a), damping, tol=1e-13, max_iter=100_000),
+                               atol=1e-7, rtol=1e-5)
+    np.testing.assert_allclose(got[1].numpy(), eigen_reference(a[1], damping), atol=1e-6)
+    with pytest.raises(ValueError, match="damping"):
+        causal_pagerank(torch.tensor(a), 1.0)
+
+
+def test_zero_tprune_importance_equals_pagerank_of_the_whole_attention():
+    """Per-head attention + triangular solve == all heads' [P, P] attention through the power iteration."""
+    q, k, _, pq = make_qkv(8, batch=2, heads=6, kv_heads=2, context=30, prefill=26)
+    state = LayerState(q, k, prefill_queries=pq)
+    got = get_selector("zero_tprune", budget=10).importance(state)
+    attn = causal_probs(pq, k).reshape(2, 2, 3, 26, 26)
+    expected = weighted_pagerank(attn, 0.85, tol=1e-12, max_iter=10_000).sum(2)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_zero_tprune_keeps_the_hub_and_generated_tokens():
@@ -131,6 +159,39 @@ def test_chunk_dominance_brute_force():
             vals = [abs(float(pq[0, h, t, dims] @ k[0, 0, s, dims])) for t in range(5) for s in range(t + 1)]
             total += sum(vals) / len(vals)
         assert got[0, 0, c].item() == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("block_elements", [1, 300, 1 << 24])
+def test_chunk_dominance_in_row_blocks_equals_the_reference(causal, block_elements):
+    """Blocks of query rows, chunks of unequal width (head_dim 10, chunk_size 2: 2 + 2 + 1 frequencies)."""
+    _, k, _, pq = make_qkv(9, batch=2, heads=6, kv_heads=2, context=19, dim=10, prefill=13)
+    got = chunk_dominance(pq, k, 2, causal, block_elements=block_elements)
+    torch.testing.assert_close(got, chunk_dominance_reference(pq, k, 2, causal), atol=1e-6, rtol=1e-5)
+
+
+def test_chunk_dominance_on_a_subset_of_rows_brute_force():
+    _, k, _, pq = make_qkv(10, batch=1, heads=2, kv_heads=1, context=9, dim=4, prefill=7)
+    rows = calibration_rows(7, 3)
+    assert rows.tolist() == [0, 3, 6]
+    for causal in (True, False):
+        got = chunk_dominance(pq, k, 1, causal, rows=rows, block_elements=20)
+        for c, dims in enumerate(chunk_dims(4, 1)):
+            total = 0.0
+            for h in range(2):
+                vals = [abs(float(pq[0, h, t, dims] @ k[0, 0, j, dims])) for t in rows.tolist()
+                        for j in range((t + 2 + 1) if causal else 9)]  # row t sits at key position 9 - 7 + t
+                total += sum(vals) / len(vals)
+            assert got[0, 0, c].item() == pytest.approx(total, rel=1e-5)
+
+
+def test_fasa_calibrates_on_at_most_max_calibration_rows():
+    q, k, _, pq = make_qkv(11, heads=6, kv_heads=2, context=40, prefill=36)
+    state = LayerState(q, k, prefill_queries=pq)
+    get_selector("fasa", budget=7, chunk_size=1, max_calibration_rows=5).select(state)
+    dom = chunk_dominance(pq, k[:, :, :36], 1, rows=calibration_rows(36, 5))
+    n = math.ceil(0.25 * dom.shape[-1])
+    assert torch.equal(state.memory["fasa.chunks"], dom.argsort(dim=-1, descending=True, stable=True)[..., :n])
 
 
 def test_fasa_with_every_frequency_equals_the_oracle():
@@ -252,6 +313,7 @@ def test_spatten_head_pruning_is_permanent_and_reads_the_newest_token():
     ("landmark", {"block_size": 0}, "block_size"), ("landmark", {"local_blocks": -2}, "local_blocks"),
     ("zero_tprune", {"damping": 0.0}, "damping"), ("fasa", {"chunk_size": 0}, "chunk_size"),
     ("fasa", {"frequency_fraction": 0.0}, "frequency_fraction"),
+    ("fasa", {"max_calibration_rows": 0}, "max_calibration_rows"),
 ])
 def test_bad_parameters(name, params, match):
     with pytest.raises(ValueError, match=match):

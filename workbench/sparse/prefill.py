@@ -11,6 +11,8 @@ What a policy sees is what `SparseAttention` gives it in its own dense prefill: 
 attention (H2O, Keyformer, SpAtten) observe the causal prefill probabilities, recomputed here from the kept
 queries and keys in row chunks (the full [H, P, P] matrix of a long prompt does not fit in memory) and handed to
 every observing policy at once, layer by layer in model order (SpAtten's cross-layer cascade relies on that).
+A chunk of rows lo..hi-1 is handed over only up to column hi - 1 (`causal_probs_block`): the columns it cannot
+see are zeros, which the observers' sums and Keyformer's score ignore, so leaving them out halves the work.
 Simplification: observe() gets the probabilities in row chunks rather than in one call; for H2O and SpAtten the
 sums are the same, Keyformer draws its Gumbel noise per chunk (an equally distributed draw, not the same one).
 
@@ -109,6 +111,23 @@ def causal_probs(queries: Tensor, keys: Tensor, scaling: float, rows: slice) -> 
     return logits.softmax(-1)
 
 
+def causal_probs_block(queries: Tensor, keys: Tensor, scaling: float, lo: int, hi: int) -> Tensor:
+    """`causal_probs` of prompt rows lo..hi-1 cut to the keys they can see: [B, H, hi - lo, hi] (fp32).
+
+    The columns >= hi, which `causal_probs` fills with zeros, are left out (the observing policies accept a
+    probability block narrower than the prompt), which halves the work over a whole prompt. Same numbers:
+    the logits come from one matmul per KV head over its query heads (no repeated keys), the causal mask
+    touches only the block's last `hi - lo` columns, and the softmax is the same row softmax."""
+    b, h, _, d = queries.shape
+    h_kv = keys.shape[1]
+    g, t = h // h_kv, hi - lo
+    q = queries[:, :, lo:hi].float().reshape(b, h_kv, g * t, d)
+    logits = torch.matmul(q, keys[:, :, :hi].float().transpose(-1, -2)).mul_(scaling).view(b, h_kv, g, t, hi)
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)  # row lo + i sees keys <= lo + i
+    logits[..., lo:].masked_fill_(future, float("-inf"))
+    return logits.softmax(-1).view(b, h, t, hi)
+
+
 def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chunk: int = 256) -> None:
     """Put each SparseAttention at the end of the prefill: per layer its LayerState, and for policies that
     learn from attention the prefill probabilities observed (computed once per row chunk for all of them).
@@ -140,7 +159,7 @@ def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chun
             starts.pop()
         for i, lo in enumerate(starts):
             hi = starts[i + 1] if i + 1 < len(starts) else p
-            probs = causal_probs(q, keys, scaling, slice(lo, hi))
+            probs = causal_probs_block(q, keys, scaling, lo, hi)
             for attn, state in observers:
                 attn.selector.observe(state, probs)
     for attn, leader in followers:

@@ -14,6 +14,11 @@ Conventions: RoPE dims in the HF "rotate_half" layout (frequency i rotates dims 
 Gemma). The calibration pass is the prompt: at the first decode step the chunk dominance is measured on
 `LayerState.prefill_queries` against the prompt keys (causal pairs) and kept for the sequence; without prompt
 queries the current query calibrates. Scored fraction of the keys: chosen dims / D.
+Simplification: a prompt longer than `max_calibration_rows` (default 512) calibrates on that many query rows,
+evenly spaced and including the last, each against all the keys it sees (`calibration_rows`; None: every
+row). The measure is a mean over pairs, so this is a sample of about 512 * P / 2 of the P^2 / 2 pairs: at
+P = 4096 it still averages over ~10^6 pairs per head and chunk, enough to rank a handful of chunks, while the
+full pass cost ~40 s per layer on one CPU core (the perplexity benchmark calibrates 30 layers per text).
 """
 from __future__ import annotations
 
@@ -38,11 +43,54 @@ def chunk_dims(head_dim: int, chunk_size: int) -> list[list[int]]:
             for lo in range(0, half, chunk_size)]
 
 
-def chunk_dominance(queries: Tensor, keys: Tensor, chunk_size: int, causal: bool = True) -> Tensor:
+def calibration_rows(t: int, limit: int | None) -> Tensor | None:
+    """The prompt rows FASA calibrates on: None (all) when t <= limit or limit is None, else `limit` rows evenly
+    spaced over 0..t-1, the last row included."""
+    if limit is None or t <= limit:
+        return None
+    return torch.linspace(t - 1, 0, limit).round().long().flip(0).unique()
+
+
+def chunk_dominance(queries: Tensor, keys: Tensor, chunk_size: int, causal: bool = True,
+                    rows: Tensor | None = None, block_elements: int = 1 << 24) -> Tensor:
     """Mean |q_c . k_c| per frequency chunk c over (query, key) pairs, summed over each KV head's query heads.
 
     queries [B, H, T, D] (the last T positions of the keys when causal), keys [B, H_kv, S, D] -> [B, H_kv, C].
-    """
+    rows: ascending query rows to use (None: all T); with causal pairs each row i pairs with keys
+    0..S - T + i. Exact over those pairs, computed in blocks of query rows (about `block_elements` partial
+    products per block) with one batched matmul per block for every chunk (each chunk's dims gathered and
+    zero-padded to the widest chunk) over only the keys the block's rows can see; `chunk_dominance_reference`
+    is the straightforward per-chunk computation over the full [T, S] pair matrix."""
+    b, h, t, d = queries.shape
+    h_kv, s = keys.shape[1], keys.shape[2]
+    g = h // h_kv
+    rows = torch.arange(t) if rows is None else rows.cpu()
+    chunks = chunk_dims(d, chunk_size)
+    c, w = len(chunks), max(len(x) for x in chunks)
+    index = torch.tensor([x + [d] * (w - len(x)) for x in chunks], device=queries.device)  # dim d: a zero pad
+    q = queries[:, :, rows.to(queries.device)].float()
+    q = torch.cat([q, q.new_zeros(*q.shape[:-1], 1)], -1)[..., index]
+    q = q.reshape(b, h_kv, g, len(rows), c, w).permute(0, 1, 4, 2, 3, 5)  # [B, H_kv, C, g, rows, w]
+    k = torch.cat([keys.float(), keys.new_zeros(b, h_kv, s, 1, dtype=torch.float32)], -1)[..., index]
+    k = k.permute(0, 1, 3, 4, 2)  # [B, H_kv, C, w, S]
+    pos = (rows + (s - t)).tolist() if causal else [s - 1] * len(rows)  # the last key each row sees
+    step = max(1, block_elements // max(1, b * h * c * s))
+    total = torch.zeros(b, h_kv, c, dtype=torch.float64, device=queries.device)
+    for lo in range(0, len(rows), step):
+        hi = min(len(rows), lo + step)
+        n, first, visible = hi - lo, pos[lo], pos[hi - 1] + 1
+        block = torch.matmul(q[..., lo:hi, :].reshape(b, h_kv, c, g * n, w), k[..., :visible]).abs_()
+        block = block.view(b, h_kv, c, g, n, visible)
+        if visible > first + 1:  # keys after the block's first row: hidden from the rows before them
+            later = torch.arange(first + 1, visible, device=q.device).view(1, -1)
+            block[..., first + 1:].masked_fill_(later > torch.tensor(pos[lo:hi], device=q.device).view(-1, 1), 0.0)
+        total += block.sum((3, 4, 5), dtype=torch.float64)
+    pairs = sum(x + 1 for x in pos)
+    return (total / pairs).float()
+
+
+def chunk_dominance_reference(queries: Tensor, keys: Tensor, chunk_size: int, causal: bool = True) -> Tensor:
+    """`chunk_dominance` by the definition: per chunk, |q_c . k_c| over the full [T, S] pair matrix, masked."""
     b, h, t, d = queries.shape
     h_kv, s = keys.shape[1], keys.shape[2]
     q = queries.float().reshape(b, h_kv, h // h_kv, t, d)
@@ -64,6 +112,7 @@ class FASA(Selector):
 
     chunk_size: int = 4
     frequency_fraction: float = 0.25
+    max_calibration_rows: int | None = 512
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +120,9 @@ class FASA(Selector):
             raise ValueError(f"chunk_size must be an int >= 1, got {self.chunk_size!r}")
         if isinstance(self.frequency_fraction, bool) or not 0 < self.frequency_fraction <= 1:
             raise ValueError(f"frequency_fraction must be in (0, 1], got {self.frequency_fraction!r}")
+        m = self.max_calibration_rows
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ValueError(f"max_calibration_rows must be an int >= 1 or None (every row), got {m!r}")
 
     def dominant_chunks(self, state: LayerState) -> Tensor:
         """Indices [B, H_kv, n] of the dominant chunks (calibrated once per sequence, kept in memory)."""
@@ -78,7 +130,8 @@ class FASA(Selector):
         if chosen is None:
             pq = state.prefill_queries
             if pq is not None:
-                dom = chunk_dominance(pq, state.keys[:, :, : pq.shape[2]], self.chunk_size)
+                rows = calibration_rows(pq.shape[2], self.max_calibration_rows)
+                dom = chunk_dominance(pq, state.keys[:, :, : pq.shape[2]], self.chunk_size, rows=rows)
             else:
                 dom = chunk_dominance(state.query.unsqueeze(2), state.keys, self.chunk_size)
             n = max(1, math.ceil(self.frequency_fraction * dom.shape[-1] - 1e-9))

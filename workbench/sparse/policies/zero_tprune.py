@@ -8,9 +8,11 @@ iteration per head and averaged over heads (the "I-stage"); the least important 
 Here: the graph is each query head's causal prefill attention over the prompt (computed once, at the first
 decode step, from `LayerState.prefill_queries`). A causal graph drains all rank into token 0 (row 0 attends
 only to itself), so the iteration is damped as in PageRank: s = (1 - d) / P + d * A^T s, run to convergence
-(`damping=1` is the paper's undamped form). A KV head's importance is the sum over its query heads. Generated
-tokens are always kept (the method prunes the prompt); when they fill the budget the newest win. Only the
-importance-based ranking stage is implemented; the similarity-based merging stage (S-stage) is not.
+(`damping=1` is the paper's undamped form). For damping < 1 the fixed point of a causal graph is found by one
+triangular solve (`causal_pagerank`, equal to the power iteration to its tolerance): at P = 4096 this takes a
+fraction of a second per head where the power iteration took about a minute per layer. A KV head's importance
+is the sum over its query heads. Generated tokens are always kept (the method prunes the prompt); when they fill
+the budget the newest win. Only the importance-based ranking stage is implemented; the similarity-based merging stage (S-stage) is not.
 """
 from __future__ import annotations
 
@@ -45,6 +47,26 @@ def weighted_pagerank(attn: Tensor, damping: float = 0.85, tol: float = 1e-7, ma
     return s.float()
 
 
+def causal_pagerank(attn: Tensor, damping: float = 0.85) -> Tensor:
+    """`weighted_pagerank` of causal graphs, solved directly: attn [..., N, N] row-stochastic and lower
+    triangular (row i attends to j <= i), damping < 1.
+
+    The fixed point of s = (1 - d) / N + d * attn^T s (sum(s) = 1 is kept by every step, the rows summing to 1)
+    solves the linear system s^T (I - d * attn) = (1 - d) / N * 1^T, whose matrix is lower triangular with a
+    diagonal >= 1 - d > 0: one triangular solve (O(N^2)) instead of the power iteration's O(N^2) per step for
+    ~log(tol) / log(d) steps. Matches the power iteration to its tolerance (tests)."""
+    if attn.dim() < 2 or attn.shape[-1] != attn.shape[-2]:
+        raise ValueError(f"attn must be [..., N, N], got {list(attn.shape)}")
+    if not 0 < damping < 1:
+        raise ValueError(f"damping must be in (0, 1) for the direct solve, got {damping!r} (use weighted_pagerank)")
+    n = attn.shape[-1]
+    m = attn.double().mul_(-damping)  # the solve reads only the lower triangle
+    m.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    rhs = torch.full((*attn.shape[:-2], n, 1), (1 - damping) / n, dtype=torch.float64, device=attn.device)
+    s = torch.linalg.solve_triangular(m.mT, rhs, upper=True).squeeze(-1)  # (I - d * attn)^T s = rhs
+    return (s / s.sum(-1, keepdim=True)).float()
+
+
 @register_selector("zero_tprune")
 @dataclass
 class ZeroTPrune(Selector):
@@ -58,17 +80,24 @@ class ZeroTPrune(Selector):
             raise ValueError(f"damping must be in (0, 1], got {self.damping!r}")
 
     def importance(self, state: LayerState) -> Tensor:
-        """PageRank importance [B, H_kv, P] of the prompt tokens (sum over the KV head's query heads)."""
+        """PageRank importance [B, H_kv, P] of the prompt tokens (sum over the KV head's query heads).
+
+        One query head's [P, P] causal attention at a time (memory: one P x P matrix), ranked by
+        `causal_pagerank` (a triangular solve) when damping < 1, by the power iteration when damping = 1."""
         pq = state.prefill_queries
         if pq is None:
             raise ValueError("zero_tprune needs the prompt's queries: pass LayerState(prefill_queries=[B, H, P, D])")
-        p = pq.shape[2]
-        q = pq.float().reshape(state.batch, state.num_kv_heads, state.group_size, p, state.head_dim)
-        logits = torch.einsum("bgqpd,bgsd->bgqps", q, state.keys[:, :, :p].float()) * state.scale
-        causal = torch.ones(p, p, dtype=torch.bool, device=logits.device).tril()
-        attn = logits.masked_fill(~causal, float("-inf")).softmax(-1)
-        rank = weighted_pagerank(attn, self.damping)  # [B, H_kv, group, P]
-        return group_sum(rank.reshape(state.batch, state.num_heads, p), state.num_kv_heads)
+        p, g = pq.shape[2], state.group_size
+        keys = state.keys[:, :, :p].float()
+        causal = torch.ones(p, p, dtype=torch.bool, device=keys.device).tril()
+        rank = keys.new_zeros(state.batch, state.num_heads, p)
+        for b in range(state.batch):
+            for h in range(state.num_heads):
+                logits = (pq[b, h].float() @ keys[b, h // g].T).mul_(state.scale)
+                attn = logits.masked_fill_(~causal, float("-inf")).softmax(-1)
+                rank[b, h] = (causal_pagerank(attn, self.damping) if self.damping < 1
+                              else weighted_pagerank(attn, self.damping))
+        return group_sum(rank, state.num_kv_heads)
 
     def select(self, state: LayerState) -> Tensor:
         imp = state.memory.get("zero_tprune.importance")
