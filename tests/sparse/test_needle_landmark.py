@@ -104,3 +104,15 @@ def test_bad_input_names_the_parameter():
         make_needle_item(tok, None, 600, 0.5, seed=0, fmt="landmark", max_context=256)
     with pytest.raises(ValueError, match="filler text must not be empty"):
         repeated_filler(tok, "", 10)
+
+
+@pytest.mark.slow
+def test_the_default_model_solves_the_landmark_format_with_full_attention():
+    from workbench.models import LM
+    from workbench.sparse.needle import needle_accuracy
+
+    lm = LM.load("smollm2-135m")
+    items = [make_needle_item(lm.tokenizer, None, 384, d, seed=s, fmt="landmark") for s, d in ((0, 0.2), (1, 0.8))]
+    res = needle_accuracy(lm, items, runs=[("streaming_llm", 32)])
+    assert res.rows[0].policy == "full" and res.rows[0].accuracy == 1.0, res.rows[0].answers
+    assert res.rows[1].accuracy == 0.0, res.rows[1].answers  # a 32-token window cannot see the key 100+ tokens back
