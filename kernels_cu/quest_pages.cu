@@ -15,45 +15,14 @@
 // quest_page_scores<T>: grid (ceil(P / pages_per_block), H_kv, B), 128 threads; each warp takes one page at
 //   a time, lanes split the channels, a shuffle reduction sums them per query head.
 //
-// No #include: the file compiles under NVRTC with no include path, and with nvcc --ptx for the tests.
+// Its only #include is the shared wb_scalar.cuh, pasted in by cupy_module.kernel_source for NVRTC.
+
+#include "wb_scalar.cuh"
 
 #define WB_WARPS 4
 #define WB_THREADS (WB_WARPS * 32)
 
-struct wb_half { unsigned short bits; };
-struct wb_bf16 { unsigned short bits; };
-
-__device__ __forceinline__ float wb_neg_inf() { return __uint_as_float(0xff800000u); }
-
-__device__ __forceinline__ float wb_half_to_float(unsigned short h) {
-#ifdef __CUDA_ARCH__
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#else  // host builds (the CPU emulation used by the tests) use the compiler's _Float16
-    _Float16 x;
-    __builtin_memcpy(&x, &h, 2);
-    return (float)x;
-#endif
-}
-
-__device__ __forceinline__ float wb_load(const float* p) { return *p; }
-__device__ __forceinline__ float wb_load(const wb_half* p) { return wb_half_to_float(p->bits); }
-__device__ __forceinline__ float wb_load(const wb_bf16* p) {
-    return __uint_as_float(((unsigned int)p->bits) << 16);
-}
-
 // Min and max are moved, never computed: the stored element is copied unchanged (exact in every dtype).
-__device__ __forceinline__ void wb_copy(float* dst, const float* src) { *dst = *src; }
-__device__ __forceinline__ void wb_copy(wb_half* dst, const wb_half* src) { dst->bits = src->bits; }
-__device__ __forceinline__ void wb_copy(wb_bf16* dst, const wb_bf16* src) { dst->bits = src->bits; }
-
-__device__ __forceinline__ float wb_warp_sum(float x) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-    return x;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(WB_THREADS) quest_page_bounds(
     const T* __restrict__ k,            // [B, H_kv, S, D], strides below (last dim contiguous)

@@ -19,41 +19,14 @@
 //   sum_h exp2(logit - max_h) / sum_h.
 // Finite inputs are assumed (an infinite logit makes the softmax NaN, as in torch).
 //
-// No #include: the file compiles under NVRTC with no include path, and with nvcc --ptx for the tests.
+// Its only #include is the shared wb_scalar.cuh, pasted in by cupy_module.kernel_source for NVRTC.
+
+#include "wb_scalar.cuh"
 
 #define WB_WARPS 4
 #define WB_THREADS (WB_WARPS * 32)
 #define WB_MAX_GROUP 64      // query heads per KV head
 #define WB_MAX_QVALS 4096    // group * D staged in shared memory (16 KiB)
-
-struct wb_half { unsigned short bits; };
-struct wb_bf16 { unsigned short bits; };
-
-__device__ __forceinline__ float wb_neg_inf() { return __uint_as_float(0xff800000u); }
-
-__device__ __forceinline__ float wb_half_to_float(unsigned short h) {
-#ifdef __CUDA_ARCH__
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#else  // host builds (the CPU emulation used by the tests) use the compiler's _Float16
-    _Float16 x;
-    __builtin_memcpy(&x, &h, 2);
-    return (float)x;
-#endif
-}
-
-__device__ __forceinline__ float wb_load(const float* p) { return *p; }
-__device__ __forceinline__ float wb_load(const wb_half* p) { return wb_half_to_float(p->bits); }
-__device__ __forceinline__ float wb_load(const wb_bf16* p) {
-    return __uint_as_float(((unsigned int)p->bits) << 16);
-}
-
-__device__ __forceinline__ float wb_warp_sum(float x) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-    return x;
-}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(WB_THREADS) tokenselect_logits(

@@ -18,31 +18,12 @@
 //    in order. The output is therefore sorted without a sort.
 // The row is read 6 times (4 histogram passes, 2 compaction passes); k does not change the work.
 //
-// No #include: the file compiles under NVRTC with no include path, and with nvcc --ptx for the tests.
+// Its only #include is the shared wb_scalar.cuh, pasted in by cupy_module.kernel_source for NVRTC.
+
+#include "wb_scalar.cuh"
 
 #define WB_TOPK_THREADS 256
 #define WB_TOPK_BINS 256
-
-struct wb_half { unsigned short bits; };
-struct wb_bf16 { unsigned short bits; };
-
-__device__ __forceinline__ float wb_half_to_float(unsigned short h) {
-#ifdef __CUDA_ARCH__
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#else  // host builds (the CPU emulation used by the tests) use the compiler's _Float16
-    _Float16 x;
-    __builtin_memcpy(&x, &h, 2);
-    return (float)x;
-#endif
-}
-
-__device__ __forceinline__ float wb_load(const float* p) { return *p; }
-__device__ __forceinline__ float wb_load(const wb_half* p) { return wb_half_to_float(p->bits); }
-__device__ __forceinline__ float wb_load(const wb_bf16* p) {
-    return __uint_as_float(((unsigned int)p->bits) << 16);
-}
 
 // A 32-bit key whose unsigned order is the order of the float values (-0 mapped to +0 first).
 __device__ __forceinline__ unsigned int wb_order_key(float f) {

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from workbench.kernels import get_op, list_ops
-from workbench.kernels.cupy_module import COMPILE_OPTIONS
+from workbench.kernels import cupy_module
+from workbench.kernels.cupy_module import COMPILE_OPTIONS, kernel_source
 from workbench.resources import resource_dir
 
 SOURCES = sorted(resource_dir("kernels_cu").glob("*.cu"))
@@ -43,10 +44,27 @@ def test_there_are_sources_and_each_op_with_a_kernel_has_one():
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
-def test_sources_include_no_headers(source):
-    # NVRTC compiles them with no include path: a host or toolkit header would fail on some machines.
-    includes = [line for line in source.read_text().splitlines() if re.match(r"\s*#\s*include\b", line)]
-    assert includes == []
+def test_compiled_text_includes_no_headers(source):
+    # NVRTC compiles them with no include path: a host or toolkit header would fail on some machines, and the
+    # shared kernels_cu/*.cuh headers are pasted in by kernel_source.
+    text = kernel_source(source.stem)
+    assert [line for line in text.splitlines() if re.match(r"\s*#\s*include\b", line)] == []
+    for header in re.findall(r'#include "([\w.]+)"', source.read_text()):
+        assert (resource_dir("kernels_cu") / header).read_text() in text
+
+
+def test_kernel_source_rejects_missing_and_foreign_includes(tmp_path, monkeypatch):
+    (tmp_path / "a.cu").write_text('#include "missing.cuh"\n')
+    (tmp_path / "b.cu").write_text("#include <cuda_fp16.h>\n")
+    (tmp_path / "nested.cuh").write_text('#include "other.cuh"\n')
+    (tmp_path / "c.cu").write_text('#include "nested.cuh"\n')
+    monkeypatch.setattr(cupy_module, "resource_dir", lambda name: tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.cuh"):
+        cupy_module.kernel_source("a")
+    with pytest.raises(ValueError, match="b.cu has an #include"):
+        cupy_module.kernel_source("b")
+    with pytest.raises(ValueError, match="nested.cuh includes another file"):
+        cupy_module.kernel_source("c")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -58,8 +76,8 @@ def test_nvcc_compiles_to_ptx(source, arch, tmp_path):
     names = _instantiations(source)
     # Taking each kernel's address instantiates exactly the templates that NVRTC gets as name expressions.
     keep = "".join(f"    (void*)&{name},\n" for name in names)
-    wrapper = tmp_path / f"{source.stem}_instances.cu"
-    wrapper.write_text(f'#include "{source}"\n' + (f"void* wb_keep[] = {{\n{keep}}};\n" if names else ""))
+    wrapper = tmp_path / f"{source.stem}_instances.cu"  # exactly the text NVRTC gets, plus the instances
+    wrapper.write_text(kernel_source(source.stem) + "\n" + (f"void* wb_keep[] = {{\n{keep}}};\n" if names else ""))
     ptx = tmp_path / f"{source.stem}.ptx"
     cmd = [nvcc, "--ptx", f"-arch=sm_{arch}", *COMPILE_OPTIONS, "-Werror", "all-warnings", str(wrapper), "-o", str(ptx)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
@@ -85,7 +103,7 @@ def test_nvrtc_compiles_with_the_runtime_options(source, arch):
     names = _instantiations(source)
     # What cupy.RawModule adds to our options: the architecture and device-by-default.
     options = (*COMPILE_OPTIONS, f"--gpu-architecture=compute_{arch}", "--device-as-default-execution-space")
-    program = nvrtc.createProgram(source.read_text(), source.name, (), ())
+    program = nvrtc.createProgram(kernel_source(source.stem), source.name, (), ())
     try:
         for name in names:
             nvrtc.addNameExpression(program, name)

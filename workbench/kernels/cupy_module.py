@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import torch
 
 from workbench.resources import resource_dir
 
-# NVRTC options shared by every module. The sources include no headers, so no include path is needed.
+# NVRTC options shared by every module. No include path: kernel_source pastes the shared headers in.
 COMPILE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
 
 _modules: dict[tuple[str, str, str, int], Any] = {}
@@ -67,6 +68,29 @@ def source_path(op: str) -> Path:
     return path
 
 
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([\w.]+\.cuh)"[ \t]*$', flags=re.MULTILINE)
+
+
+def kernel_source(op: str) -> str:
+    """The source NVRTC compiles for `op`: `kernels_cu/<op>.cu` with each `#include "<name>.cuh"` line replaced
+    by that header from kernels_cu/ (headers include nothing themselves; any other #include is an error)."""
+    text = source_path(op).read_text()
+
+    def paste(match: re.Match) -> str:
+        header = resource_dir("kernels_cu") / match.group(1)
+        if not header.is_file():
+            raise FileNotFoundError(f"{source_path(op).name} includes {match.group(1)!r}, which kernels_cu/ lacks")
+        body = header.read_text()
+        if re.search(r"^\s*#\s*include\b", body, flags=re.MULTILINE):
+            raise ValueError(f"kernels_cu/{match.group(1)} includes another file; shared headers must include nothing")
+        return body
+
+    text = _INCLUDE.sub(paste, text)
+    if re.search(r"^\s*#\s*include\b", text, flags=re.MULTILINE):
+        raise ValueError(f"{source_path(op).name} has an #include other than a kernels_cu/*.cuh header")
+    return text
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """'float32', 'float16', 'bfloat16', ...: the dtype part of a cache key."""
     return str(dtype).removeprefix("torch.")
@@ -95,7 +119,7 @@ def get_kernel(op: str, dtype: torch.dtype, name_expressions: Sequence[str], nam
             if module is None:
                 cupy = _cupy()
                 with cupy.cuda.Device(key[3]):
-                    module = cupy.RawModule(code=source_path(op).read_text(), options=COMPILE_OPTIONS,
+                    module = cupy.RawModule(code=kernel_source(op), options=COMPILE_OPTIONS,
                                             name_expressions=list(name_expressions))
                     module.compile()  # compile now, so an error surfaces here and not mid-launch
                 _modules[key] = module
