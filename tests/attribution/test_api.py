@@ -88,7 +88,8 @@ def test_targets_the_tokenizer_cannot_produce():
 
 def test_registry():
     assert set(METHODS) == {"saliency", "input_x_gradient", "integrated_gradients", "attention", "rollout",
-                            "occlusion", "shapley", "kernel_shap", "hierarchical_shapley", "reagent"}
+                            "occlusion", "shapley", "kernel_shap", "hierarchical_shapley", "reagent",
+                            "leverage_shap", "regression_adjusted_shap"}
     method = get_method("shapley", permutations=8)
     assert method.name == "shapley" and method.options()["permutations"] == 8 and method.level == "unit"
     assert get_method("saliency").level == "token"

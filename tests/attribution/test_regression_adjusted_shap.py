@@ -1,0 +1,96 @@
+"""Regression-adjusted Monte Carlo Shapley values against exact Shapley values by enumeration."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.attribution import attribute
+from workbench.attribution.methods.regression_adjusted_shap import (
+    features,
+    minimum_samples,
+    regression_adjusted_shap,
+    surrogate_full,
+    surrogate_shapley,
+)
+
+from .exact import all_coalitions, exact_shapley
+from .test_leverage_shap import F, W1, W2, additive, game
+from .test_shapley import PROMPT, TARGET, exact_tiny  # noqa: F401  (fixture)
+
+
+def pairwise(masks: np.ndarray) -> np.ndarray:
+    """A game with interactions of order <= 2: v(z) = a . z + z^T B z + 1 (B upper triangular)."""
+    z = np.asarray(masks, dtype=float)
+    b = np.triu(np.outer(W1, W2), 1)
+    return (z @ W1 + np.einsum("ki,ij,kj->k", z, b, z) + 1.0)[:, None]
+
+
+def test_surrogate_shapley_matches_enumeration():
+    rng = np.random.default_rng(0)
+    f = 6
+    coef = rng.normal(size=features(all_coalitions(f)[:1], "pairwise").shape[1])
+    g = lambda m: (features(m, "pairwise") @ coef * ((m.sum(1) > 0) & (m.sum(1) < f))  # size constants: 0 at ends
+                   + (features(m, "pairwise")[:, f - 1:] @ coef[f - 1:]) * ((m.sum(1) == 0) | (m.sum(1) == f)))[:, None]
+    phi = exact_shapley(g, f)[0]
+    np.testing.assert_allclose(surrogate_shapley(coef, f, "pairwise"), phi, atol=1e-12)
+    assert surrogate_full(coef, f, "pairwise") == pytest.approx(g(np.ones((1, f), dtype=bool))[0, 0])
+
+
+def test_pairwise_game_is_recovered_exactly():
+    exact = exact_shapley(pairwise, F)
+    est = regression_adjusted_shap(pairwise, F, 200, np.random.default_rng(1), "pairwise", folds=2)
+    np.testing.assert_allclose(est, exact, atol=1e-8)
+    other = regression_adjusted_shap(game, F, 200, np.random.default_rng(1), "pairwise", folds=2)
+    assert np.abs(other - exact_shapley(game, F)).max() > 1e-3  # a game of higher order leaves a residual
+
+
+@pytest.mark.parametrize("surrogate", ["linear", "pairwise"])
+def test_additive_game_is_exact(surrogate):
+    est = regression_adjusted_shap(additive, F, 60, np.random.default_rng(2), surrogate, folds=2)
+    np.testing.assert_allclose(est, exact_shapley(additive, F), atol=1e-8)
+
+
+@pytest.mark.parametrize("surrogate", ["none", "linear", "pairwise"])
+def test_exact_when_every_coalition_is_sampled(surrogate):
+    est = regression_adjusted_shap(game, F, 2 ** F - 2, np.random.default_rng(0), surrogate, folds=3)
+    np.testing.assert_allclose(est, exact_shapley(game, F), atol=1e-9)
+
+
+@pytest.mark.parametrize("surrogate", ["none", "pairwise"])
+def test_converges_and_is_nearly_unbiased(surrogate):
+    exact = exact_shapley(game, F)
+    errors = []
+    for n, seeds in ((40, 30), (160, 6), (640, 6)):
+        runs = np.stack([regression_adjusted_shap(game, F, n, np.random.default_rng(seed), surrogate, folds=2)
+                         for seed in range(seeds)])
+        errors.append(np.linalg.norm(runs - exact, axis=(1, 2)).mean())
+        if n == 40:  # the mean over seeds is within a few standard errors of the exact values
+            bias = np.abs(runs.mean(0) - exact)
+            assert np.all(bias <= 4 * runs.std(0, ddof=1) / np.sqrt(len(runs)) + 1e-9), bias
+    assert errors[2] < errors[1] < errors[0]
+
+
+def test_minimum_samples():
+    # F = 10, paired: groups (1,9) (2,8) (3,7) (4,6) and (5) at half share; 2 folds need >= 2 pairs in each.
+    # 14 pairs: level 14 / 4.5 = 3.11 -> floors 3, 3, 3, 3, 1, the pair left goes to the middle (fraction 0.56).
+    # 13 pairs: level 2.89 -> floors 2, 2, 2, 2, 1, the 4 left go to the fractions 0.89: the middle keeps 1 pair
+    assert minimum_samples(F, 2) == 28
+    assert minimum_samples(F, 1) < minimum_samples(F, 2) < minimum_samples(F, 5)
+    with pytest.raises(ValueError, match="samples=20 is too few for 10 features with folds=2"):
+        regression_adjusted_shap(game, F, 20, np.random.default_rng(0))
+
+
+def test_bad_input(llama):
+    with pytest.raises(ValueError, match=r"samples=10 is too few for 9 features.*folds=2.*samples >= \d+"):
+        attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", samples=10, progress=False)
+    with pytest.raises(ValueError, match="surrogate must be one of"):
+        attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", surrogate="cubic", progress=False)
+    with pytest.raises(ValueError, match="folds must be an int >= 1"):
+        attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", folds=0, progress=False)
+
+
+def test_exact_on_a_tiny_model(llama, exact_tiny):  # noqa: F811
+    a = attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", samples=510, batch_size=128,
+                  progress=False)
+    np.testing.assert_allclose(a.matrix, exact_tiny, atol=1e-5)
+    assert a.cost.evaluations == len(all_coalitions(9))
