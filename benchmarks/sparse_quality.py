@@ -155,20 +155,32 @@ def needle_markdown(res: dict) -> list[str]:
 
 
 def merge_needle(parts: list[dict]) -> dict:
-    """One needle result from several (the same runs on different items): rows recomputed from the answers."""
+    """One needle result from several (the same runs on different items, or different runs on the same items):
+    rows recomputed from the answers. An item (length, depth, seed) in several parts counts once per row (its
+    first answer), so e.g. the full-KV row of two parts over the same items is not doubled."""
     from workbench.sparse.needle import answer_key
 
-    items = [it for p in parts for it in p["items"]]
+    def ident(it):
+        return (it["length"], it["depth"], it["seed"])
+
+    first: dict = {}
+    for p in parts:
+        for it in p["items"]:
+            first.setdefault(ident(it), it)
+    items = list(first.values())
     keys = list(dict.fromkeys((r["policy"], json.dumps(r["budget"])) for p in parts for r in p["rows"]))
     rows = []
     for key in keys:
-        answers, row_items, seconds, row = [], [], 0.0, None
+        answers, row_items, seconds, row, seen = [], [], 0.0, None, set()
         for p in parts:  # a run missing from a part (e.g. skipped at one length) has no items there
             match = next((r for r in p["rows"] if (r["policy"], json.dumps(r["budget"])) == key), None)
             if match is not None:
                 row = row or match
-                answers += match["answers"]
-                row_items += p["items"]
+                for a, it in zip(match["answers"], p["items"]):
+                    if ident(it) not in seen:
+                        seen.add(ident(it))
+                        answers.append(a)
+                        row_items.append(it)
                 seconds += match["seconds"]
         ok = [answer_key(a) == it["passkey"] for a, it in zip(answers, row_items)]
         by_length, by_depth = {}, {}
@@ -177,6 +189,7 @@ def merge_needle(parts: list[dict]) -> dict:
             by_depth.setdefault(f"{it['depth']:g}", []).append(o)
         rows.append({**row, "items": len(row_items), "correct": sum(ok), "accuracy": sum(ok) / len(ok),
                      "item_lengths": [it["length"] for it in row_items],
+                     "item_keys": [list(ident(it)) for it in row_items],  # (length, depth, seed) of each answer
                      "by_length": {k: sum(v) / len(v) for k, v in by_length.items()},
                      "by_depth": {k: sum(v) / len(v) for k, v in by_depth.items()}, "answers": answers,
                      "seconds": seconds})
