@@ -128,3 +128,14 @@ def test_runs_of_one_policy_share_what_it_learned_at_prefill(lms):
     for run, row in zip(runs, shared.rows[1:]):
         alone = policy_perplexity(lm, ids, PREFIX, SCORE, runs=[run]).rows[1]
         assert (row.policy, row.budget) == run and row.nll == pytest.approx(alone.nll, abs=1e-6)
+
+
+def test_runs_of_one_policy_share_its_prefill_decision(lms):
+    """SnapKV / Zero-TPrune / FASA decide from the prompt once (prepare) for all budgets: same as separately."""
+    lm, ids = lms["llama"], texts(seed=6)
+    runs = [("snapkv", 9, {"window": 4}), ("zero_tprune", 10), ("fasa", 9), ("snapkv", 14, {"window": 4}),
+            ("zero_tprune", 15), ("fasa", 12), ("fasa", 12, {"chunk_size": 2})]
+    shared = policy_perplexity(lm, ids, PREFIX, SCORE, runs=runs, group=7)
+    for run, row in zip(runs, shared.rows[1:]):
+        alone = policy_perplexity(lm, ids, PREFIX, SCORE, runs=[run]).rows[1]
+        assert (row.policy, row.budget) == run[:2] and row.nll == pytest.approx(alone.nll, abs=1e-6)

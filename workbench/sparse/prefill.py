@@ -134,23 +134,30 @@ def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chun
 
     What a policy learns from the prefill does not depend on its budget, so among runs of the same policy with
     the same parameters only the first observes; the others start from a deep copy of its memory (all layers
-    copied together, so objects shared across layers, like SpAtten's cascade, stay shared)."""
+    copied together, so objects shared across layers, like SpAtten's cascade, stay shared). Likewise policies
+    whose prefill-time decision is budget-free and made from the prompt's queries (a `prepare(state)` method:
+    SnapKV's votes, Zero-TPrune's PageRank, FASA's calibration) make it once per layer, for the first run of
+    the group, and the others share the result (read-only tensors) instead of recomputing it at their first
+    decode step."""
     if chunk < 2:
         raise ValueError(f"chunk must be >= 2 rows (a 1-row call means a decode step to Keyformer), got {chunk}")
     p = prefill.length
     leaders: dict[str, SparseAttention] = {}
     followers: list[tuple[SparseAttention, SparseAttention]] = []
     for a in attns:
-        if a.selector.needs_observe:
+        if a.selector.needs_observe or callable(getattr(a.selector, "prepare", None)):
             key = f"{type(a.selector).__qualname__}:{ {k: v for k, v in a.selector.params().items() if k != 'budget'} }"
             if key in leaders:
                 followers.append((a, leaders[key]))
             else:
                 leaders[key] = a
-    observing = set(map(id, leaders.values()))
+    observing = {id(a) for a in leaders.values() if a.selector.needs_observe}
     for layer, (q, scaling) in enumerate(zip(prefill.queries, prefill.scalings)):
         keys = prefill.cache.keys(layer)
         states = [a.start_from_prefill(layer, q, keys, scaling) for a in attns]
+        for a in leaders.values():
+            if id(a) not in observing:
+                a.selector.prepare(a.states[layer])
         observers = [(a, s) for a, s in zip(attns, states) if id(a) in observing]
         if not observers:
             continue
@@ -164,7 +171,10 @@ def start_policies(prefill: DensePrefill, attns: Sequence[SparseAttention], chun
                 attn.selector.observe(state, probs)
     for attn, leader in followers:
         layers = sorted(leader.states)
-        memories = copy.deepcopy([leader.states[i].memory for i in layers])
+        if id(leader) in observing:
+            memories = copy.deepcopy([leader.states[i].memory for i in layers])
+        else:
+            memories = [dict(leader.states[i].memory) for i in layers]
         for i, memory in zip(layers, memories):
             attn.states[i].memory = memory
 

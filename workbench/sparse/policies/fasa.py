@@ -138,6 +138,10 @@ class FASA(Selector):
             chosen = state.memory["fasa.chunks"] = dom.argsort(dim=-1, descending=True, stable=True)[..., :n]
         return chosen
 
+    def prepare(self, state: LayerState) -> None:
+        """The prefill-time (budget-free) part: the calibration, kept in `state.memory`."""
+        self.dominant_chunks(state)
+
     def dim_mask(self, state: LayerState) -> Tensor:
         """Bool [B, H_kv, D]: the dimensions scored for each KV head."""
         chunks = chunk_dims(state.head_dim, self.chunk_size)

@@ -55,10 +55,14 @@ class SnapKV(Selector):
         pooled = F.max_pool1d(votes.reshape(-1, 1, p), self.kernel_size, stride=1, padding=self.kernel_size // 2)
         return pooled.reshape(state.batch, state.num_kv_heads, p)
 
+    def prepare(self, state: LayerState) -> None:
+        """The prefill-time (budget-free) part: the pooled votes, kept in `state.memory`."""
+        if "snapkv.votes" not in state.memory:
+            state.memory["snapkv.votes"] = self.votes(state)
+
     def select(self, state: LayerState) -> Tensor:
-        votes = state.memory.get("snapkv.votes")
-        if votes is None:
-            votes = state.memory["snapkv.votes"] = self.votes(state)
+        self.prepare(state)
+        votes = state.memory["snapkv.votes"]
         p, s = votes.shape[-1], state.context_len
         w = min(self.window, p)
         pos = torch.arange(s, device=votes.device).view(1, 1, -1)

@@ -99,10 +99,14 @@ class ZeroTPrune(Selector):
                               else weighted_pagerank(attn, self.damping))
         return group_sum(rank, state.num_kv_heads)
 
+    def prepare(self, state: LayerState) -> None:
+        """The prefill-time (budget-free) part: the prompt's importance, kept in `state.memory`."""
+        if "zero_tprune.importance" not in state.memory:
+            state.memory["zero_tprune.importance"] = self.importance(state)
+
     def select(self, state: LayerState) -> Tensor:
-        imp = state.memory.get("zero_tprune.importance")
-        if imp is None:
-            imp = state.memory["zero_tprune.importance"] = self.importance(state)
+        self.prepare(state)
+        imp = state.memory["zero_tprune.importance"]
         p, s = imp.shape[-1], state.context_len
         pos = torch.arange(s, device=imp.device).view(1, 1, -1)
         generated = pos >= p
