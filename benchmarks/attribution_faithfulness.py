@@ -3,12 +3,14 @@ AOPC (DeYoung et al. 2020, ERASER), their soft variants (after Zhao & Aletras 20
 (Petsiuk et al. 2018), the cost of each method, and how much the methods agree (Spearman's rho).
 
     python benchmarks/attribution_faithfulness.py [--prompts 50] [--words 6] [--soft-samples 2] [--quick]
-        [--time-limit MIN] [--offset K] [--out PATH]
+        [--time-limit MIN] [--offset K] [--methods NAME ...] [--out PATH]
     python benchmarks/attribution_faithfulness.py --merge A.json B.json ... --out PATH
 
 A run can be split over processes: each takes the prompts from --offset on (the prompt list is the same prefix
-for any --prompts), --time-limit stops it starting new prompts (results are written after every prompt), and
---merge pools the completed prompts of several runs (a prompt present twice is kept once, from the first file).
+for any --prompts) and the methods named by --methods (default: every registered one), --time-limit stops it
+starting new prompts (results are written after every prompt), and --merge pools the (prompt, method) results
+of several runs (a cell present twice is kept once, from the first file), so runs can split the prompts, the
+methods, or both. Rank agreement between two methods comes only from prompts where one run scored both.
 
 Prompts: the first `--words` words of Lee news sentences (english-prose corpus; the same builder as
 benchmarks/attribution_shapley.py), target = the sentence's true next word (teacher-forced), granularity "word"
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the first prompts of the list (to split a run over processes, see --merge)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="combine the results of runs over disjoint prompts into --out instead of running")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help="run only these registered methods (default: all; see --merge)")
     parser.add_argument("--quick", action="store_true", help="5 prompts of 5 words")
     parser.add_argument("--out", default=str(RESULTS / "attribution_faithfulness"))
     args = parser.parse_args(argv)
@@ -114,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.models import LM
 
     get_method("saliency")  # registers the built-in methods
-    names = sorted(METHODS)
+    unknown = sorted(set(args.methods or ()) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; registered: {sorted(METHODS)}")
+    names = sorted(args.methods or METHODS)
     opts = {name: method_options(name, METHODS[name], args.words) for name in names}
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -167,43 +174,50 @@ def write(args, items, names, opts, rows, agreements, load_before, start, argv) 
 
 
 def merge(files: list[str], out: Path) -> int:
-    """Combine runs over disjoint prompts (same settings): per-prompt rows are pooled (a prompt seen twice is
-    kept once, from the first file), the tables recomputed; Spearman means are pooled from per-prompt tables,
-    or, for a file without them, its mean weighted by its prompt count. Only methods registered in every run are
-    pooled; a method registered later (another run's registry) is kept apart in "methods_in_some_runs_only"."""
+    """Combine runs over disjoint prompts and/or methods (same settings): the per-prompt rows are pooled cell by
+    cell, (prompt, method) -> row, a cell seen twice kept from the first file; the tables are recomputed. A method
+    with a row for every pooled prompt is in the table; one covering only some prompts is kept apart in
+    "methods_in_some_runs_only". Spearman means pool the per-prompt tables, pair by pair, over the prompts where
+    a run scored both methods."""
     parts = [json.loads(Path(f).read_text()) for f in files]
     base = parts[0]
     for key in ("model", "words", "soft_samples"):
         if any(p[key] != base[key] for p in parts):
             raise ValueError(f"--merge: the runs differ in {key}")
-    names = [m for m in base["methods"] if all(m in p["methods"] for p in parts)]  # registered in every run
-    partial = {m: p["table"][m] | {"prompts": p["prompts_completed"]} for p in parts for m in p["methods"]
-               if m not in names}
-    seen, items, rows, spearman_parts = set(), [], {name: [] for name in [*names, "random"]}, []
+    if any("spearman_per_prompt" not in p for p in parts):
+        raise ValueError("--merge: every run needs per-prompt Spearman tables (a run written by --merge has none)")
+    items, cells, rhos = {}, {}, {}
     for p in parts:
-        keep = [k for k, item in enumerate(p["prompts"][:p["prompts_completed"]]) if item["prompt"] not in seen]
-        seen.update(p["prompts"][k]["prompt"] for k in keep)
-        items += [p["prompts"][k] for k in keep]
-        for name in rows:
-            rows[name] += [p["per_prompt"][name][k] for k in keep]
-        if "spearman_per_prompt" in p:
-            spearman_parts += [(1, p["spearman_per_prompt"][k]) for k in keep]
-        elif len(keep) == p["prompts_completed"]:
-            spearman_parts.append((len(keep), p["spearman"]))
-        else:
-            raise ValueError(f"--merge: {p['command']!r} has no per-prompt Spearman tables and overlaps another run")
-    total = sum(w for w, _ in spearman_parts)
-    spearman = {a: {b: sum(w * (t[a][b] if t[a][b] is not None else np.nan) for w, t in spearman_parts) / total
-                    for b in names} for a in names}
+        for k, item in enumerate(p["prompts"][:p["prompts_completed"]]):
+            items.setdefault(item["prompt"], item)
+            for name in [*p["methods"], "random"]:
+                cells.setdefault((item["prompt"], name), p["per_prompt"][name][k])
+            table = rhos.setdefault(item["prompt"], {})
+            for a, row in p["spearman_per_prompt"][k].items():
+                for b, rho in row.items():
+                    table.setdefault(a, {}).setdefault(b, rho)
+    all_names = sorted({name for p in parts for name in p["methods"]})
+    names = [m for m in all_names if all((prompt, m) in cells for prompt in items)]
+    rows = {name: [cells[(prompt, name)] for prompt in items] for name in [*names, "random"]}
+    partial = {}
+    for m in all_names:
+        if m not in names:
+            got = [cells[(prompt, m)] for prompt in items if (prompt, m) in cells]
+            partial[m] = {key: float(np.mean([r[key] for r in got if r.get(key) is not None])) for key in got[0]}
+            partial[m]["prompts"] = len(got)
+    per_prompt_rho = [{a: {b: (rhos[prompt].get(a, {}).get(b) if rhos[prompt].get(a, {}).get(b) is not None
+                               else float("nan")) for b in names} for a in names} for prompt in items]
     table = {name: {key: float(np.mean([r[key] for r in rs if r.get(key) is not None])) for key in rs[0]}
              for name, rs in rows.items()}
     result = {**base, "command": "; ".join(p["command"] for p in parts) + "; python benchmarks/"
               "attribution_faithfulness.py --merge " + " ".join(files),
               "prompts_requested": len(items), "prompts_completed": len(items),
-              "seconds_total": max(p["seconds_total"] for p in parts), "processes": len(parts),
+              "seconds_total": sum(p["seconds_total"] for p in parts), "processes": len(parts),
               "loadavg_before": [p["loadavg_before"] for p in parts], "loadavg_after": [p["loadavg_after"] for p in parts],
-              "prompts": items, "table": table, "spearman": spearman, "per_prompt": rows, "methods": names,
-              "options": {m: base["options"][m] for m in names}, "methods_in_some_runs_only": partial}
+              "prompts": list(items.values()), "table": table, "spearman": mean_agreement(per_prompt_rho),
+              "per_prompt": rows, "methods": names,
+              "options": {m: o for p in reversed(parts) for m, o in p["options"].items() if m in names},
+              "methods_in_some_runs_only": partial}
     result.pop("spearman_per_prompt", None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(_finite(result), indent=1))
@@ -247,6 +261,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {a} | " + " | ".join(f"{result['spearman'][a][b]:.2f}" for b in names) + " |")
     opts = ", ".join(f"{k}: {v}" for k, v in result["options"].items() if v)
     lines += ["", f"Options: {opts}; soft samples {result['soft_samples']}.", ""]
+    partial = result.get("methods_in_some_runs_only") or {}
+    if partial:
+        lines += ["Left out of the table (scored on only some of the prompts): " + ", ".join(
+            f"{m} ({r['prompts']} prompts)" for m, r in partial.items()) + ".", ""]
     return "\n".join(lines)
 
 
