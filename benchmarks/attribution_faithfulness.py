@@ -52,6 +52,8 @@ OPTIONS = {
     "integrated_gradients": {"steps": 8},
     "shapley": {"permutations": 8},
     "kernel_shap": {"samples": 32},
+    "leverage_shap": {"samples": 32},
+    "regression_adjusted_shap": {"samples": 32},
 }
 METRICS = ("comprehensiveness", "sufficiency", "soft_comprehensiveness", "soft_sufficiency", "deletion_auc",
            "insertion_auc")
