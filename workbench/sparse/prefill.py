@@ -92,7 +92,7 @@ def dense_prefill(lm: LM, ids: Sequence[int] | Sequence[Sequence[int]] | Tensor)
 
     cache = lm.new_cache()
     with lm.attention(capture):
-        logits = lm.forward(ids, cache=cache).logits[:, -1]
+        logits = lm.forward(ids, cache=cache).logits[:, -1].clone()  # not a view pinning [B, P, V]
     layers = range(lm.num_layers)
     return DensePrefill(ids=ids, cache=cache, queries=[queries[i] for i in layers],
                         scalings=[scalings[i] for i in layers], logits=logits)
