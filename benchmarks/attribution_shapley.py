@@ -47,6 +47,7 @@ Writes benchmarks/results/attribution_shapley.json and .md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -204,6 +205,40 @@ def ours_kernel(value: TableValue, f: int, budget: int, seed: int) -> np.ndarray
     return est[0]
 
 
+def ours_leverage(value: TableValue, f: int, budget: int, seed: int, **options) -> np.ndarray:
+    from workbench.attribution.methods.leverage_shap import leverage_shap
+
+    value.column = True
+    est, _, _ = leverage_shap(value, f, budget, np.random.default_rng(seed), bootstrap=2, **options)
+    return est[0]
+
+
+def ours_regression(value: TableValue, f: int, budget: int, seed: int, **options) -> np.ndarray:
+    """Regression-adjusted MC; a budget below the method's minimum for F is raised to it (the evaluations
+    recorded are the ones made)."""
+    from workbench.attribution.methods.regression_adjusted_shap import minimum_samples, regression_adjusted_shap
+
+    value.column = True
+    budget = max(budget, minimum_samples(f, options.get("folds", 2)))
+    return regression_adjusted_shap(value, f, budget, np.random.default_rng(seed), **options)[0]
+
+
+# our registered methods: benchmark name -> (registered name, budget option, other options)
+OURS = {
+    "ours_shapley": ("shapley", "permutations", {}),
+    "ours_kernel_shap": ("kernel_shap", "samples", {}),
+    "ours_leverage_shap": ("leverage_shap", "samples", {}),
+    "ours_leverage_shap_iid": ("leverage_shap", "samples", {"without_replacement": False}),
+    "ours_leverage_kernel_sizes": ("leverage_shap", "samples", {"sizes": "kernel"}),
+    "ours_regression_linear": ("regression_adjusted_shap", "samples", {"surrogate": "linear", "folds": 5}),
+    "ours_regression_pairwise": ("regression_adjusted_shap", "samples", {"surrogate": "pairwise", "folds": 5}),
+}
+
+
+def _leverage_grid(f: int) -> list[int]:
+    return sorted({g for g in GRID + (1536, 2048, 3072) if 2 * (f - 1) <= g < 2 ** f - 2} | {2 ** f - 2})
+
+
 def shap_permutation(value: Callable, f: int, budget: int, seed: int) -> np.ndarray:
     import shap
 
@@ -251,6 +286,15 @@ METHODS = {
                      False),
     "ours_kernel_shap": (ours_kernel, "samples",
                          lambda f: sorted({max(2 * (f - 1), 16)} | {g for g in GRID if g >= 2 * (f - 1)}), False),
+    "ours_leverage_shap": (ours_leverage, "samples", _leverage_grid, False),
+    "ours_leverage_shap_iid": (lambda v, f, b, s: ours_leverage(v, f, b, s, without_replacement=False), "samples",
+                               lambda f: [g for g in _leverage_grid(f) if g < 2 ** f - 2], False),
+    "ours_leverage_kernel_sizes": (lambda v, f, b, s: ours_leverage(v, f, b, s, sizes="kernel"), "samples",
+                                   _leverage_grid, False),
+    "ours_regression_linear": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="linear", folds=5),
+                               "samples", _leverage_grid, False),
+    "ours_regression_pairwise": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="pairwise", folds=5),
+                                 "samples", _leverage_grid, False),
     "shap_permutation": (shap_permutation, "max_evals", lambda f: [g for g in GRID if g >= 2 * f + 1] + [1536, 2048],
                          True),
     "shap_kernel": (shap_kernel, "nsamples", lambda f: [g for g in GRID if g < 2 ** f - 2] + [2 ** f - 2], True),
@@ -311,6 +355,16 @@ def setup(lm, item: dict) -> dict:
             "first": first, "f": problem.n_units}
 
 
+def table_key(model: str, item: dict) -> str:
+    """Cache key of a prompt's coalition table: model, prompt and target text."""
+    return json.dumps([model, item["prompt"], item["target"]])
+
+
+def load_tables(path: str | None) -> dict:
+    """The --tables cache ({table_key: {"table", "seconds", "forward_passes"}}), empty if absent."""
+    return json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+
+
 def model_table(lm, ctx: dict, batch_size: int) -> tuple[np.ndarray, float, int]:
     """All 2^F coalition values on the real model -> (table, seconds, forward passes)."""
     from workbench.attribution import PerturbationValue
@@ -330,9 +384,12 @@ def run_real(lm, tok, ctx: dict, item: dict, method: str, budget: int, seed: int
     with ForwardCounter(lm.model) as counter:
         start = time.perf_counter()
         if method.startswith("ours"):
-            name, key = ("shapley", "permutations") if method == "ours_shapley" else ("kernel_shap", "samples")
+            name, key, options = OURS[method]
+            if name == "regression_adjusted_shap":  # as in ours_regression
+                from workbench.attribution.methods.regression_adjusted_shap import minimum_samples
+                budget = max(budget, minimum_samples(f, options["folds"]))
             a = attribute(lm, item["prompt"], ctx["ids"], method=name, granularity="word", progress=False,
-                          batch_size=batch_size, seed=seed, **{key: budget})
+                          batch_size=batch_size, seed=seed, **{key: budget}, **options)
             est, evals = a.matrix.sum(0), a.cost.evaluations
         elif method.startswith("shap"):
             rows = [0]
@@ -456,6 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 prompts of 6-7 words, 3 seeds, 1 rep")
     parser.add_argument("--out", default=str(RESULTS / "attribution_shapley"))
+    parser.add_argument("--tables", default=None,
+                        help="JSON cache of the 2^F coalition values per prompt: read if present, extended and "
+                        "written as tables are computed (so a run can be resumed or redone without the model)")
+    parser.add_argument("--tables-only", action="store_true", help="stop after computing the tables")
+    parser.add_argument("--skip-real", action="store_true",
+                        help="error curves on the tables only: no real-model runs (no wall times) and no occlusion "
+                        "timing (for large F, where the tables themselves are the expensive part)")
     args = parser.parse_args(argv)
     try:
         import captum  # noqa: F401
@@ -488,13 +552,23 @@ def main(argv: list[str] | None = None) -> int:
 
     # phase 0: exact values on the model
     tables, exacts, exact_cost = [], [], []
+    cache = load_tables(args.tables)
     for item, ctx in zip(tqdm(items, desc="exact (2^F coalitions)"), ctxs):
-        table, seconds, forwards = model_table(lm, ctx, args.batch_size)
+        key = table_key(args.model, item)
+        if key in cache:
+            table, seconds, forwards = np.asarray(cache[key]["table"]), cache[key]["seconds"], cache[key]["forward_passes"]
+        else:
+            table, seconds, forwards = model_table(lm, ctx, args.batch_size)
+            if args.tables:
+                cache[key] = {"table": table.tolist(), "seconds": seconds, "forward_passes": forwards}
+                Path(args.tables).write_text(json.dumps(cache))
         tables.append(table)
         exacts.append(exact_shapley(table, ctx["f"]))
         exact_cost.append({"coalitions": 2 ** ctx["f"], "seconds": seconds, "forward_passes": forwards})
         item["exact_shapley"] = exacts[-1].tolist()
     sizes_f = [ctx["f"] for ctx in ctxs]
+    if args.tables_only:
+        return 0
 
     # phase 1: error curves on the tables
     total = sum(len(set().union(*[m[2](f) for f in sizes_f])) for m in METHODS.values()) * len(items)
@@ -502,55 +576,59 @@ def main(argv: list[str] | None = None) -> int:
         curve = curves(tables, exacts, sizes_f, args.seeds, bar)
     reach = reach_table(curve)
 
-    # phase 2: real-model runs (wall time per evaluation) at each method's probe budget
-    probes = {m: probe_budget(curve[m], args.real_cap) for m in METHODS}
-    real: dict[str, dict] = {m: {"budget": b, "runs": []} for m, b in probes.items()}
-    order = list(METHODS)
-    with tqdm(total=len(order) * len(items), desc="real-model runs") as bar:
-        for k, (item, ctx, table, exact) in enumerate(zip(items, ctxs, tables, exacts)):
-            for method in (order if k % 2 == 0 else order[::-1]):  # interleaved, alternating order
-                budget = probes[method]
-                r = run_real(lm, tok, ctx, item, method, budget, 0, args.batch_size)
-                ref = METHODS[method][0](TableValue(table, ctx["f"]), ctx["f"], budget, 0)
-                real[method]["runs"].append({
-                    "error": relative_error(r["estimate"], exact),
-                    "max_abs_diff_vs_table": float(np.max(np.abs(r["estimate"] - ref))),
-                    "evaluations": int(r["evaluations"]), "forward_passes": r["forward_passes"],
-                    "seconds": r["seconds"]})
-                bar.update(1)
-    for rec in real.values():
-        runs = rec["runs"]
-        rec.update({key: float(np.mean([x[key] for x in runs])) for key in
-                    ("error", "evaluations", "forward_passes", "seconds")})
-        rec["seconds_per_evaluation"] = sum(x["seconds"] for x in runs) / sum(x["evaluations"] for x in runs)
-        rec["max_abs_diff_vs_table"] = float(max(x["max_abs_diff_vs_table"] for x in runs))
+    real: dict[str, dict] = {m: {"budget": None, "runs": [], "seconds_per_evaluation": None} for m in METHODS}
+    occ, occ_summary = [], None
+    if not args.skip_real:
+        # phase 2: real-model runs (wall time per evaluation) at each method's probe budget
+        probes = {m: probe_budget(curve[m], args.real_cap) for m in METHODS}
+        real = {m: {"budget": b, "runs": []} for m, b in probes.items()}
+        order = list(METHODS)
+        with tqdm(total=len(order) * len(items), desc="real-model runs") as bar:
+            for k, (item, ctx, table, exact) in enumerate(zip(items, ctxs, tables, exacts)):
+                for method in (order if k % 2 == 0 else order[::-1]):  # interleaved, alternating order
+                    budget = probes[method]
+                    r = run_real(lm, tok, ctx, item, method, budget, 0, args.batch_size)
+                    ref = METHODS[method][0](TableValue(table, ctx["f"]), ctx["f"], budget, 0)
+                    real[method]["runs"].append({
+                        "error": relative_error(r["estimate"], exact),
+                        "max_abs_diff_vs_table": float(np.max(np.abs(r["estimate"] - ref))),
+                        "evaluations": int(r["evaluations"]), "forward_passes": r["forward_passes"],
+                        "seconds": r["seconds"]})
+                    bar.update(1)
+        for rec in real.values():
+            runs = rec["runs"]
+            rec.update({key: float(np.mean([x[key] for x in runs])) for key in
+                        ("error", "evaluations", "forward_passes", "seconds")})
+            rec["seconds_per_evaluation"] = sum(x["seconds"] for x in runs) / sum(x["evaluations"] for x in runs)
+            rec["max_abs_diff_vs_table"] = float(max(x["max_abs_diff_vs_table"] for x in runs))
 
-    # phase 3: occlusion vs Captum FeatureAblation (interleaved, medians)
-    occ = []
-    for item, ctx in zip(tqdm(items, desc="occlusion timing"), ctxs):
-        ours_occlusion(lm, ctx, item, args.batch_size)  # warm-up
-        times = {"ours": [], "captum_seq": [], "captum_tokens": []}
-        for _ in range(args.reps):
-            ours, t, fw_ours = ours_occlusion(lm, ctx, item, args.batch_size)
-            times["ours"].append(t)
-            seq, t, fw_seq = captum_occlusion(lm, tok, ctx, item, in_tokens=False)
-            times["captum_seq"].append(t)
-            tokens, t, fw_tok = captum_occlusion(lm, tok, ctx, item, in_tokens=True)
-            times["captum_tokens"].append(t)
-        occ.append({"words": ctx["f"], **{f"{k}_seconds": statistics.median(v) for k, v in times.items()},
-                    "forward_passes": {"ours": fw_ours, "captum_seq": fw_seq, "captum_tokens": fw_tok},
-                    "max_abs_diff": {"captum_seq": float(np.max(np.abs(ours - seq))),
-                                     "captum_tokens": float(np.max(np.abs(ours - tokens)))}})
-    occ_summary = {
-        "ours_seconds": sum(o["ours_seconds"] for o in occ),
-        "captum_seq_seconds": sum(o["captum_seq_seconds"] for o in occ),
-        "captum_tokens_seconds": sum(o["captum_tokens_seconds"] for o in occ),
-    }
-    occ_summary["speedup_vs_captum_seq"] = occ_summary["captum_seq_seconds"] / occ_summary["ours_seconds"]
-    occ_summary["speedup_vs_captum_tokens"] = occ_summary["captum_tokens_seconds"] / occ_summary["ours_seconds"]
+        # phase 3: occlusion vs Captum FeatureAblation (interleaved, medians)
+        occ = []
+        for item, ctx in zip(tqdm(items, desc="occlusion timing"), ctxs):
+            ours_occlusion(lm, ctx, item, args.batch_size)  # warm-up
+            times = {"ours": [], "captum_seq": [], "captum_tokens": []}
+            for _ in range(args.reps):
+                ours, t, fw_ours = ours_occlusion(lm, ctx, item, args.batch_size)
+                times["ours"].append(t)
+                seq, t, fw_seq = captum_occlusion(lm, tok, ctx, item, in_tokens=False)
+                times["captum_seq"].append(t)
+                tokens, t, fw_tok = captum_occlusion(lm, tok, ctx, item, in_tokens=True)
+                times["captum_tokens"].append(t)
+            occ.append({"words": ctx["f"], **{f"{k}_seconds": statistics.median(v) for k, v in times.items()},
+                        "forward_passes": {"ours": fw_ours, "captum_seq": fw_seq, "captum_tokens": fw_tok},
+                        "max_abs_diff": {"captum_seq": float(np.max(np.abs(ours - seq))),
+                                         "captum_tokens": float(np.max(np.abs(ours - tokens)))}})
+        occ_summary = {
+            "ours_seconds": sum(o["ours_seconds"] for o in occ),
+            "captum_seq_seconds": sum(o["captum_seq_seconds"] for o in occ),
+            "captum_tokens_seconds": sum(o["captum_tokens_seconds"] for o in occ),
+        }
+        occ_summary["speedup_vs_captum_seq"] = occ_summary["captum_seq_seconds"] / occ_summary["ours_seconds"]
+        occ_summary["speedup_vs_captum_tokens"] = occ_summary["captum_tokens_seconds"] / occ_summary["ours_seconds"]
 
     summary = summarize(reach, real)
     summary["occlusion"] = occ_summary
+    summary["structure"] = structure_summary(tables, sizes_f, reach)
     result = {
         "benchmark": "attribution_shapley", "command": "python benchmarks/attribution_shapley.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -570,6 +648,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def unexplained(table: np.ndarray, f: int) -> dict:
+    """How far a game is from additive / pairwise: the fraction of the Shapley-kernel-weighted variance of v over
+    the proper coalitions (KernelSHAP's objective) that the best fit with an intercept and main effects ("linear"),
+    also every pairwise product ("pairwise"), also every triple product ("third_order") leaves unexplained.
+    0 = the game is in that class. (Paired sampling already makes KernelSHAP-type estimators exact on games of
+    order <= 2, so the third-order column is what limits them.)"""
+    masks = all_masks(f)
+    size = masks.sum(1)
+    keep = (size > 0) & (size < f)
+    z, y = masks[keep].astype(float), np.asarray(table, dtype=np.float64)[keep]
+    w = np.array([(f - 1) / (math.comb(f, int(k)) * k * (f - k)) for k in size[keep]])
+    w = w / w.sum()
+    total = float((w * (y - (w * y).sum()) ** 2).sum())
+    i, j = np.triu_indices(f, 1)
+    a, b, c = np.array(list(itertools.combinations(range(f), 3))).T
+    linear = np.c_[np.ones(len(z)), z]
+    pairwise = np.c_[linear, z[:, i] * z[:, j]]
+    out = {}
+    for name, x in (("linear", linear), ("pairwise", pairwise), ("third_order", np.c_[pairwise, z[:, a] * z[:, b] * z[:, c]])):
+        coef = np.linalg.lstsq(x * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+        out[name] = float((w * (y - x @ coef) ** 2).sum()) / total if total > 0 else 0.0
+    return out
+
+
+def structure_summary(tables: list[np.ndarray], sizes: list[int], reach: dict) -> dict:
+    """Per prompt: how far the game is from additive / pairwise (`unexplained`). And the ceiling on the
+    evaluations ratio vs shap's KernelExplainer: no estimator identifies F values of a general (even additive) game
+    from fewer than F + 1 evaluations (v(empty) and F more), so ratio <= shap's evaluations / (F + 1)."""
+    per = [{"words": f, **{f"unexplained_{k}": v for k, v in unexplained(t, f).items()}} for t, f in zip(tables, sizes)]
+    need = float(np.mean(sizes)) + 1
+    ceiling = {}
+    for t in THRESHOLDS:
+        shap_evals = reach.get("shap_kernel", {}).get(str(t), {}).get("evaluations")
+        ceiling[str(t)] = {"shap_kernel_evaluations": shap_evals, "fewest_possible": need,
+                           "ratio_ceiling": None if shap_evals is None else shap_evals / need}
+    return {"per_prompt": per, "ratio_ceiling_vs_shap_kernel": ceiling}
+
+
 def summarize(reach: dict, real: dict) -> dict:
     """Evaluations to reach each threshold, wall time = evaluations x the method's measured seconds per
     evaluation (real runs), and the ratios library / ours (best method of each side)."""
@@ -580,7 +696,8 @@ def summarize(reach: dict, real: dict) -> dict:
             evals = r[str(t)]["evaluations"]
             spe = real[method]["seconds_per_evaluation"]
             rows[method] = {"evaluations": evals, "grid_budget": r[str(t)]["grid_budget"],
-                            "seconds_per_evaluation": spe, "seconds": None if evals is None else evals * spe}
+                            "seconds_per_evaluation": spe,
+                            "seconds": None if evals is None or spe is None else evals * spe}
         out["at_threshold"][str(t)] = rows
 
         ratios = {}
@@ -604,13 +721,8 @@ def _fmt(x, spec=".3g") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def markdown(result: dict) -> str:
-    s = result["summary"]
-    lines = [(f"# Shapley estimation error vs model evaluations ({result['model']}, {len(result['prompts'])} prompts "
-             f"of {sorted({p['words'] for p in result['prompts']})} words, {result['seeds']} seeds)"), "",
-             (f"loadavg before/after: {[round(x, 2) for x in result['loadavg_before']]} / "
-             f"{[round(x, 2) for x in result['loadavg_after']]}; threads {result['threads']}"), ""]
-    lines += ["## Real-model runs (seed 0, every prompt, interleaved)", "",
+def _real_lines(result: dict) -> list[str]:
+    lines = ["## Real-model runs (seed 0, every prompt, interleaved)", "",
               ("| method | budget | evaluations | forward passes | s / prompt | s / evaluation | error | "
               "max diff vs table |"), "|---|---|---|---|---|---|---|---|"]
     for m, r in result["real_runs"].items():
@@ -618,6 +730,19 @@ def markdown(result: dict) -> str:
                      f"{r['seconds']:.2f} | {1000 * r['seconds_per_evaluation']:.1f} ms | {r['error']:.3f} | "
                      f"{r['max_abs_diff_vs_table']:.1e} |")
     lines.append("")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [(f"# Shapley estimation error vs model evaluations ({result['model']}, {len(result['prompts'])} prompts "
+             f"of {sorted({p['words'] for p in result['prompts']})} words, {result['seeds']} seeds)"), "",
+             (f"loadavg before/after: {[round(x, 2) for x in result['loadavg_before']]} / "
+             f"{[round(x, 2) for x in result['loadavg_after']]}; threads {result['threads']}"), ""]
+    if not any(r["runs"] for r in result["real_runs"].values()):
+        lines += ["(--skip-real: error curves on the tables only; no wall times)", ""]
+    else:
+        lines += _real_lines(result)
     for t in result["thresholds"]:
         lines += [f"## Relative L2 error <= {t} (mean over prompts and seeds)", "",
                   ("| method | evaluations (interpolated) | first grid budget reaching it | wall time / prompt "
@@ -630,7 +755,20 @@ def markdown(result: dict) -> str:
             who = ", ".join(f"{k}={v}" for k, v in r.items() if k != "ratio")
             lines.append(f"- {name}: {_fmt(r['ratio'], '.2f')} ({who})")
         lines.append("")
+    st = s["structure"]
+    lines += ["## How far the value functions are from additive (Shapley-kernel-weighted variance left unexplained)",
+              "", "| words | by main effects | + pairwise | + third order |", "|---|---|---|---|"]
+    lines += [f"| {p['words']} | {p['unexplained_linear']:.3f} | {p['unexplained_pairwise']:.3f} | "
+              f"{p['unexplained_third_order']:.3f} |" for p in st["per_prompt"]]
+    lines.append("")
+    for t, c in st["ratio_ceiling_vs_shap_kernel"].items():
+        lines.append(f"- error {t}: shap_kernel needs {_fmt(c['shap_kernel_evaluations'], '.0f')} evaluations; no estimator determines "
+                     f"the values of every additive game from fewer than F + 1 = {c['fewest_possible']:.0f}: ratio <= "
+                     f"{_fmt(c['ratio_ceiling'], '.1f')}")
+    lines.append("")
     o = s["occlusion"]
+    if o is None:
+        return "\n".join(lines)
     lines += ["## Occlusion (leave-one-word-out), total of per-prompt medians", "",
               ("| ours (batched, KV reuse) | Captum FeatureAblation, forward_in_tokens=False | Captum default "
               "(forward_in_tokens=True) |"), "|---|---|---|",

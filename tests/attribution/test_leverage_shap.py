@@ -12,6 +12,20 @@ from workbench.attribution.methods.leverage_shap import allocate, design, kernel
 from .exact import all_coalitions, exact_shapley
 from .test_shapley import PROMPT, TARGET, exact_tiny  # noqa: F401  (fixture)
 
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """The estimators solve many small least-squares problems: one BLAS thread is fastest (and the machine is
+    shared); threadpoolctl is optional."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
 F = 10
 _rng = np.random.default_rng(7)
 W1, W2 = _rng.normal(size=F), _rng.normal(size=F)

@@ -18,6 +18,19 @@ from .test_leverage_shap import F, W1, W2, additive, game
 from .test_shapley import PROMPT, TARGET, exact_tiny  # noqa: F401  (fixture)
 
 
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """The estimators solve many small least-squares problems: one BLAS thread is fastest (and the machine is
+    shared); threadpoolctl is optional."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
 def pairwise(masks: np.ndarray) -> np.ndarray:
     """A game with interactions of order <= 2: v(z) = a . z + z^T B z + 1 (B upper triangular)."""
     z = np.asarray(masks, dtype=float)
@@ -25,15 +38,35 @@ def pairwise(masks: np.ndarray) -> np.ndarray:
     return (z @ W1 + np.einsum("ki,ij,kj->k", z, b, z) + 1.0)[:, None]
 
 
-def test_surrogate_shapley_matches_enumeration():
+@pytest.mark.parametrize("surrogate", ["linear", "pairwise", "third_order"])
+def test_surrogate_shapley_matches_enumeration(surrogate):
     rng = np.random.default_rng(0)
     f = 6
-    coef = rng.normal(size=features(all_coalitions(f)[:1], "pairwise").shape[1])
-    g = lambda m: (features(m, "pairwise") @ coef * ((m.sum(1) > 0) & (m.sum(1) < f))  # size constants: 0 at ends
-                   + (features(m, "pairwise")[:, f - 1:] @ coef[f - 1:]) * ((m.sum(1) == 0) | (m.sum(1) == f)))[:, None]
-    phi = exact_shapley(g, f)[0]
-    np.testing.assert_allclose(surrogate_shapley(coef, f, "pairwise"), phi, atol=1e-12)
-    assert surrogate_full(coef, f, "pairwise") == pytest.approx(g(np.ones((1, f), dtype=bool))[0, 0])
+    coef = rng.normal(size=features(all_coalitions(f)[:1], surrogate).shape[1])
+
+    def g(m):  # the surrogate game; its size constants (the first F - 1 columns) are 0 at the empty and full sets
+        x = features(m, surrogate)
+        ends = (m.sum(1) == 0) | (m.sum(1) == f)
+        return (x @ coef - ends * (x[:, :f - 1] @ coef[:f - 1]))[:, None]
+
+    np.testing.assert_allclose(surrogate_shapley(coef, f, surrogate), exact_shapley(g, f)[0], atol=1e-12)
+    assert surrogate_full(coef, f, surrogate) == pytest.approx(g(np.ones((1, f), dtype=bool))[0, 0])
+
+
+def cubic(masks: np.ndarray) -> np.ndarray:
+    """A game of order 3: the pairwise game plus a few triple products."""
+    z = np.asarray(masks, dtype=float)
+    return pairwise(masks) + (0.7 * z[:, 0] * z[:, 1] * z[:, 2] - 1.2 * z[:, 3] * z[:, 5] * z[:, 9])[:, None]
+
+
+def test_third_order_game_is_recovered_exactly():
+    # 9 size constants + 10 + 45 + 120 coefficients span 181 dimensions on the proper coalitions (3 identities:
+    # sums of the z_i, z_i z_j, z_i z_j z_k are functions of the size); 800 samples determine every fold's fit
+    exact = exact_shapley(cubic, F)
+    est = regression_adjusted_shap(cubic, F, 800, np.random.default_rng(4), "third_order", folds=2)
+    np.testing.assert_allclose(est, exact, atol=1e-7)
+    pair = regression_adjusted_shap(cubic, F, 800, np.random.default_rng(4), "pairwise", folds=2)
+    assert np.abs(pair - exact).max() > 1e-3
 
 
 def test_pairwise_game_is_recovered_exactly():
@@ -84,7 +117,7 @@ def test_bad_input(llama):
     with pytest.raises(ValueError, match=r"samples=10 is too few for 9 features.*folds=2.*samples >= \d+"):
         attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", samples=10, progress=False)
     with pytest.raises(ValueError, match="surrogate must be one of"):
-        attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", surrogate="cubic", progress=False)
+        attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", surrogate="quartic", progress=False)
     with pytest.raises(ValueError, match="folds must be an int >= 1"):
         attribute(llama, PROMPT, TARGET, method="regression_adjusted_shap", folds=0, progress=False)
 

@@ -10,7 +10,11 @@ Surrogates (`surrogate`), all with one free constant per coalition size 1 .. F-1
 reduce variance):
 - "none": g = 0 (plain stratified Monte Carlo);
 - "linear": g(S) = sum_{i in S} a_i, phi_i(g) = a_i;
-- "pairwise": g(S) = sum_{i in S} a_i + sum_{i<j in S} b_ij, phi_i(g) = a_i + 1/2 sum_{j != i} b_ij.
+- "pairwise": g(S) = sum_{i in S} a_i + sum_{i<j in S} b_ij, phi_i(g) = a_i + 1/2 sum_{j != i} b_ij;
+- "third_order": also sum_{i<j<k in S} c_ijk, each c_ijk adding c_ijk / 3 to phi_i, phi_j, phi_k.
+Note (measured, see benchmarks/attribution_shapley.py): with paired sampling the Monte Carlo part is already
+exact on games of order <= 2 (a coalition and its complement cancel them, as antithetic permutations do), so the
+pairwise terms change nothing there; only terms of order >= 3 can reduce the variance.
 The fit is weighted ridge regression (rows weighted by the Leverage SHAP regression weight k(z) / p(z)), the
 penalty on the pairwise coefficients only, its strength chosen by generalized cross-validation over a fixed grid
 (0 included, so an exactly pairwise game is fitted exactly once the sample determines it).
@@ -38,7 +42,7 @@ Carlo part is defined: the smallest such budget is computed for F features (`min
 """
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,8 +57,8 @@ from workbench.attribution.problem import Problem
 from workbench.tokenization.protocol import InputTypeError
 
 ValueFn = Callable[[np.ndarray], np.ndarray]
-SURROGATES = ("none", "linear", "pairwise")
-RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+SURROGATES = ("none", "linear", "pairwise", "third_order")
+RIDGE_GRID = (0.0, 1e-3, 1e-2, 0.1, 1.0, 10.0)
 
 
 def features(masks: np.ndarray, surrogate: str) -> np.ndarray:
@@ -63,12 +67,21 @@ def features(masks: np.ndarray, surrogate: str) -> np.ndarray:
     f = z.shape[1]
     sizes = z.sum(1).astype(int)
     cols = [(sizes[:, None] == np.arange(1, f)[None, :]).astype(float)]
-    if surrogate in ("linear", "pairwise"):
+    if surrogate != "none":
         cols.append(z)
-    if surrogate == "pairwise":
+    if surrogate in ("pairwise", "third_order"):
         i, j = np.triu_indices(f, 1)
         cols.append(z[:, i] * z[:, j])
+    if surrogate == "third_order":
+        a, b, c = triples(f)
+        cols.append(z[:, a] * z[:, b] * z[:, c])
     return np.concatenate(cols, axis=1)
+
+
+def triples(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (i, j, k), i < j < k, of every triple of F players."""
+    t = np.array(list(itertools.combinations(range(f), 3)), dtype=int).reshape(-1, 3)
+    return t[:, 0], t[:, 1], t[:, 2]
 
 
 def surrogate_shapley(coef: np.ndarray, f: int, surrogate: str) -> np.ndarray:
@@ -78,11 +91,16 @@ def surrogate_shapley(coef: np.ndarray, f: int, surrogate: str) -> np.ndarray:
     if surrogate == "none":
         return phi
     phi += coef[f - 1:2 * f - 1]
-    if surrogate == "pairwise":
-        b = coef[2 * f - 1:]
+    pairs = f * (f - 1) // 2
+    if surrogate in ("pairwise", "third_order"):
+        b = coef[2 * f - 1:2 * f - 1 + pairs]
         i, j = np.triu_indices(f, 1)
         np.add.at(phi, i, b / 2)
         np.add.at(phi, j, b / 2)
+    if surrogate == "third_order":  # a unanimity game on a triple gives 1/3 to each member
+        c = coef[2 * f - 1 + pairs:]
+        for idx in triples(f):
+            np.add.at(phi, idx, c / 3)
     return phi
 
 
@@ -93,12 +111,12 @@ def surrogate_full(coef: np.ndarray, f: int, surrogate: str) -> float:
 
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, penalized: np.ndarray) -> np.ndarray:
     """Weighted ridge y ~ x with the penalty on the `penalized` columns, strength by generalized
-    cross-validation over RIDGE_GRID (relative to the mean diagonal of x' W x) -> coefficients [P]."""
+    cross-validation over RIDGE_GRID (relative to the mean diagonal of x' W x; pseudo-inverses, since the size
+    constants and the sums of the products are collinear) -> coefficients [P]."""
     w = w / w.mean()
     xtw = x.T * w[None, :]
     gram = xtw @ x
     scale = max(float(np.trace(gram)) / len(gram), 1e-12)
-    jitter = 1e-9 * scale * np.eye(len(gram))
     best, best_score = None, np.inf
     m = len(y)
     root = np.sqrt(w)
@@ -107,7 +125,7 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, penalized: np.ndarray) -> n
             coef, _, rank, _ = np.linalg.lstsq(x * root[:, None], y * root, rcond=None)
             df = float(rank)
         else:
-            inv = np.linalg.inv(gram + jitter + alpha * scale * np.diag(penalized.astype(float)))
+            inv = np.linalg.pinv(gram + alpha * scale * np.diag(penalized.astype(float)), hermitian=True)
             coef = inv @ (xtw @ y)
             df = float(np.einsum("ij,ji->", inv, gram))  # trace of the hat matrix X inv X' W
         rss = float((w * (y - x @ coef) ** 2).sum())
@@ -117,8 +135,8 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, penalized: np.ndarray) -> n
         if score < best_score:
             best, best_score = coef, score
     if best is None:  # every grid point interpolates: take the strongest penalty
-        a = gram + jitter + RIDGE_GRID[-1] * scale * np.diag(penalized.astype(float))
-        best = np.linalg.inv(a) @ (xtw @ y)
+        a = gram + RIDGE_GRID[-1] * scale * np.diag(penalized.astype(float))
+        best = np.linalg.pinv(a, hermitian=True) @ (xtw @ y)
     return best
 
 
@@ -163,7 +181,7 @@ def regression_adjusted_shap(value: ValueFn, n_features: int, samples: int, rng:
     total = full - empty
     x = features(d.masks, surrogate)
     penalized = np.zeros(x.shape[1], dtype=bool)
-    if surrogate == "pairwise":
+    if surrogate in ("pairwise", "third_order"):
         penalized[2 * f - 1:] = True
     fold = folds_of(d, folds, rng) if folds > 1 else np.zeros(len(d.masks), dtype=int)
     sizes = sorted(d.count)
