@@ -1,9 +1,17 @@
-"""Shapley estimation error against the number of model evaluations: our permutation sampler (antithetic) and
-KernelSHAP against the `shap` package (PermutationExplainer, KernelExplainer) and Captum's LLM attribution
-(ShapleyValueSampling, KernelShap), plus leave-one-out occlusion against Captum's FeatureAblation LLM wrapper.
+"""Shapley estimation error against the number of model evaluations: our estimators against the `shap` package
+(PermutationExplainer, KernelExplainer) and Captum's LLM attribution (ShapleyValueSampling, KernelShap), plus
+leave-one-out occlusion against Captum's FeatureAblation LLM wrapper.
+
+Ours: permutation sampling with antithetic pairs (`shapley`), KernelSHAP (`kernel_shap`), Leverage SHAP
+(`leverage_shap`: without replacement with whole sizes enumerated when the budget covers them; `_iid`: the
+paper's i.i.d. draws; `_kernel_sizes`: the same design with the kernel's size distribution) and
+regression-adjusted Monte Carlo (`regression_adjusted_shap`, 5-fold cross-fitting, linear / pairwise /
+third-order surrogates). Every method counts an evaluation the same way: one coalition's model value (ours
+memoize, so repeats are free; the empty and full coalitions count like any other).
 
     pip install -e ".[bench]"      # captum + shap, for this benchmark only (not core dependencies)
     python benchmarks/attribution_shapley.py [--prompts 4] [--sizes 8,7] [--seeds 6] [--real-cap 100] [--quick]
+    python benchmarks/attribution_shapley.py --sizes 12,11 --skip-real --tables T.json --out OUT   # large F
 
 Problem (the same for every method): the default model (smollm2-135m, fp32), short prompts cut from Lee news
 sentences (english-prose corpus; `build_prompts`) of F <= 12 words (default 8 and 7: the shared 2-core
@@ -30,7 +38,9 @@ Phases, all in one run (after the exact values):
    (batched, KV reuse: the same engine as ours, no memo across calls); Captum through LLMAttribution with
    forward_in_tokens=False (one forward per evaluation, its fastest mode; it scores one input per forward).
    Model forward passes are counted by wrapping the HF model's forward (`ForwardCounter`). The real result is
-   checked against the table run of the same seed (max abs difference recorded). Wall time to reach an error
+   checked against the table run of the same seed (max abs difference recorded; for the ridge surrogates of
+   regression_adjusted_shap, pairwise and third order, it is not 0 on multi-token targets: the real method fits
+   each target token's game with its own penalty and sums, the table run fits the summed game). Wall time to reach an error
    = evaluations to reach it x the method's measured seconds per evaluation (total seconds / total
    evaluations of its real runs, overheads included): derived, not timed at every budget.
 3. occlusion: ours (batched, KV-cache reuse) vs Captum FeatureAblation (forward_in_tokens False and True, the
@@ -216,7 +226,10 @@ def ours_leverage(value: TableValue, f: int, budget: int, seed: int, **options) 
 def ours_regression(value: TableValue, f: int, budget: int, seed: int, **options) -> np.ndarray:
     """Regression-adjusted MC; a budget below the method's minimum for F is raised to it (the evaluations
     recorded are the ones made)."""
-    from workbench.attribution.methods.regression_adjusted_shap import minimum_samples, regression_adjusted_shap
+    from workbench.attribution.methods.regression_adjusted_shap import (
+        minimum_samples,
+        regression_adjusted_shap,
+    )
 
     value.column = True
     budget = max(budget, minimum_samples(f, options.get("folds", 2)))
@@ -232,6 +245,7 @@ OURS = {
     "ours_leverage_kernel_sizes": ("leverage_shap", "samples", {"sizes": "kernel"}),
     "ours_regression_linear": ("regression_adjusted_shap", "samples", {"surrogate": "linear", "folds": 5}),
     "ours_regression_pairwise": ("regression_adjusted_shap", "samples", {"surrogate": "pairwise", "folds": 5}),
+    "ours_regression_third_order": ("regression_adjusted_shap", "samples", {"surrogate": "third_order", "folds": 5}),
 }
 
 
@@ -295,6 +309,8 @@ METHODS = {
                                "samples", _leverage_grid, False),
     "ours_regression_pairwise": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="pairwise", folds=5),
                                  "samples", _leverage_grid, False),
+    "ours_regression_third_order": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="third_order", folds=5),
+                                    "samples", _leverage_grid, False),
     "shap_permutation": (shap_permutation, "max_evals", lambda f: [g for g in GRID if g >= 2 * f + 1] + [1536, 2048],
                          True),
     "shap_kernel": (shap_kernel, "nsamples", lambda f: [g for g in GRID if g < 2 ** f - 2] + [2 ** f - 2], True),
@@ -386,7 +402,9 @@ def run_real(lm, tok, ctx: dict, item: dict, method: str, budget: int, seed: int
         if method.startswith("ours"):
             name, key, options = OURS[method]
             if name == "regression_adjusted_shap":  # as in ours_regression
-                from workbench.attribution.methods.regression_adjusted_shap import minimum_samples
+                from workbench.attribution.methods.regression_adjusted_shap import (
+                    minimum_samples,
+                )
                 budget = max(budget, minimum_samples(f, options["folds"]))
             a = attribute(lm, item["prompt"], ctx["ids"], method=name, granularity="word", progress=False,
                           batch_size=batch_size, seed=seed, **{key: budget}, **options)
@@ -447,10 +465,12 @@ def ours_occlusion(lm, ctx: dict, item: dict, batch_size: int) -> tuple[np.ndarr
 
 
 # ---- the benchmark ----------------------------------------------------------------------------------------
-def curves(tables: list[np.ndarray], exacts: list[np.ndarray], sizes: list[int], seeds: int, bar) -> dict:
+def curves(tables: list[np.ndarray], exacts: list[np.ndarray], sizes: list[int], seeds: int, bar,
+           methods: list[str] | None = None) -> dict:
     """Error curves of every method on the tables: {method: [{budget, evaluations, distinct, error, ...}]}."""
     out = {}
-    for method, (sampler, param, grid, library) in METHODS.items():
+    for method in methods or list(METHODS):
+        sampler, param, grid, library = METHODS[method]
         budgets = sorted(set().union(*[grid(f) for f in sizes]))
         points = []
         for budget in budgets:
@@ -517,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON cache of the 2^F coalition values per prompt: read if present, extended and "
                         "written as tables are computed (so a run can be resumed or redone without the model)")
     parser.add_argument("--tables-only", action="store_true", help="stop after computing the tables")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--skip-real", action="store_true",
                         help="error curves on the tables only: no real-model runs (no wall times) and no occlusion "
                         "timing (for large F, where the tables themselves are the expensive part)")
@@ -533,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         args.prompts, args.seeds, args.reps = 2, 3, 1
     if args.prompts < 1 or args.seeds < 1 or args.reps < 1 or any(not 2 <= s <= 12 for s in sizes):
         parser.error("--prompts, --seeds, --reps must be >= 1 and --sizes in [2, 12]")
+    methods = list(METHODS) if args.methods is None else args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; known: {', '.join(METHODS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     from tqdm.auto import tqdm
@@ -571,18 +596,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # phase 1: error curves on the tables
-    total = sum(len(set().union(*[m[2](f) for f in sizes_f])) for m in METHODS.values()) * len(items)
+    total = sum(len(set().union(*[METHODS[m][2](f) for f in sizes_f])) for m in methods) * len(items)
     with tqdm(total=total, desc="error curves (tables)") as bar:
-        curve = curves(tables, exacts, sizes_f, args.seeds, bar)
+        curve = curves(tables, exacts, sizes_f, args.seeds, bar, methods)
     reach = reach_table(curve)
 
-    real: dict[str, dict] = {m: {"budget": None, "runs": [], "seconds_per_evaluation": None} for m in METHODS}
+    real: dict[str, dict] = {m: {"budget": None, "runs": [], "seconds_per_evaluation": None} for m in methods}
     occ, occ_summary = [], None
     if not args.skip_real:
         # phase 2: real-model runs (wall time per evaluation) at each method's probe budget
-        probes = {m: probe_budget(curve[m], args.real_cap) for m in METHODS}
+        probes = {m: probe_budget(curve[m], args.real_cap) for m in methods}
         real = {m: {"budget": b, "runs": []} for m, b in probes.items()}
-        order = list(METHODS)
+        order = list(methods)
         with tqdm(total=len(order) * len(items), desc="real-model runs") as bar:
             for k, (item, ctx, table, exact) in enumerate(zip(items, ctxs, tables, exacts)):
                 for method in (order if k % 2 == 0 else order[::-1]):  # interleaved, alternating order

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from workbench.attribution import attribute
-from workbench.attribution.methods.leverage_shap import allocate, design, kernel_weight, leverage_shap
+from workbench.attribution.methods.leverage_shap import (
+    allocate,
+    design,
+    kernel_weight,
+    leverage_shap,
+)
 
 from .exact import all_coalitions, exact_shapley
 from .test_shapley import PROMPT, TARGET, exact_tiny  # noqa: F401  (fixture)

@@ -14,21 +14,8 @@ from workbench.attribution.methods.regression_adjusted_shap import (
 )
 
 from .exact import all_coalitions, exact_shapley
-from .test_leverage_shap import F, W1, W2, additive, game
+from .test_leverage_shap import W1, W2, F, additive, game
 from .test_shapley import PROMPT, TARGET, exact_tiny  # noqa: F401  (fixture)
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """The estimators solve many small least-squares problems: one BLAS thread is fastest (and the machine is
-    shared); threadpoolctl is optional."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
 
 
 def pairwise(masks: np.ndarray) -> np.ndarray:

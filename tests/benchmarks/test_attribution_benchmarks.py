@@ -119,6 +119,32 @@ def test_table_replay_matches_the_real_methods(tiny_problem):
         assert value.distinct == real.cost.evaluations  # ours memoize: distinct coalitions are the model inputs
 
 
+# estimators linear in the game only: the ridge surrogates (pairwise, third order) choose their penalty per target
+# token, so on a 3-token target the sum of their per-token estimates is not their estimate of the summed game
+@pytest.mark.parametrize("name", ["ours_leverage_shap", "ours_leverage_shap_iid", "ours_regression_linear"])
+def test_table_replay_matches_the_new_estimators(tiny_problem, name):
+    lm, prompt, target, problem, table = tiny_problem
+    f = problem.n_units
+    method, option, options = B.OURS[name]
+    budget = 40  # above every method's minimum for 6 words (regression_adjusted_shap with 5 folds: 30)
+    real = attribute(lm, prompt, target, method=method, granularity="word", progress=False, seed=3,
+                     **{option: budget}, **options)
+    value = B.TableValue(table, f)
+    replay = B.METHODS[name][0](value, f, budget, 3)
+    assert np.allclose(replay, real.matrix.sum(0), atol=1e-4)
+    assert value.distinct == real.cost.evaluations
+
+
+def test_unexplained_by_hand():
+    f = 4
+    masks = B.all_masks(f).astype(float)
+    additive = masks @ np.array([1.0, -2.0, 0.5, 3.0]) + 1.0
+    assert B.unexplained(additive, f) == pytest.approx({"linear": 0.0, "pairwise": 0.0, "third_order": 0.0}, abs=1e-12)
+    pair = additive + masks[:, 0] * masks[:, 1]
+    u = B.unexplained(pair, f)
+    assert u["linear"] > 0.01 and u["pairwise"] == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.slow  # importing shap (numba, llvmlite) takes several seconds
 def test_shap_kernel_enumerates_and_counts():
     pytest.importorskip("shap")

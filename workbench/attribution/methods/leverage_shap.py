@@ -43,10 +43,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_choice, check_int
-from workbench.attribution.methods.kernel_shap import minimum_samples, paired_note, solve
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_choice,
+    check_int,
+)
+from workbench.attribution.methods.kernel_shap import (
+    minimum_samples,
+    paired_note,
+    solve,
+)
 from workbench.attribution.methods.registry import register_method
-from workbench.attribution.perturb import PerturbationValue, check_baseline, check_baseline_for
+from workbench.attribution.perturb import (
+    PerturbationValue,
+    check_baseline,
+    check_baseline_for,
+)
 from workbench.attribution.problem import Problem
 from workbench.tokenization.protocol import InputTypeError
 
@@ -96,7 +109,7 @@ def allocate(f: int, samples: int, paired: bool = True, sizes: str = "leverage")
             hi = mid
     want = [min(g.capacity, hi * g.share) for g in gs]
     for g, w in zip(gs, want):
-        g.units = min(g.capacity, int(math.floor(w + 1e-9)))
+        g.units = min(g.capacity, math.floor(w + 1e-9))
     left = budget - sum(g.units for g in gs)
     for k in sorted(range(len(gs)), key=lambda k: -(want[k] - gs[k].units)):
         if left <= 0:
@@ -256,16 +269,9 @@ class LeverageShap(Attributor):
     memory_budget: int | None = None
 
     def __post_init__(self) -> None:
-        check_int(self.samples, "samples", 1)
         check_int(self.bootstrap, "bootstrap", 2)
-        for name in ("paired", "without_replacement", "reuse_prefix"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice(self.sizes, "sizes", SIZE_RULES)
-        self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
+        check_sampler_options(self, ("paired", "without_replacement", "reuse_prefix"))
 
     def check(self, problem: Problem) -> None:
         f = problem.n_units
@@ -280,10 +286,27 @@ class LeverageShap(Attributor):
     def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
         value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress,
                                   self.memory_budget)
-        rng = np.random.default_rng(self.seed)
-        estimate, stderr, rank = leverage_shap(value, problem.n_units, self.samples, rng, self.paired, self.bootstrap,
-                                               self.sizes, self.without_replacement)
-        ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
-        extras = {"stderr": stderr, "empty_values": ends[1], "rank": rank, "coalitions": value.evaluations,
-                  "kv_reused_tokens": value.reused_tokens}
-        return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)
+        estimate, stderr, rank = leverage_shap(value, problem.n_units, self.samples, np.random.default_rng(self.seed),
+                                               self.paired, self.bootstrap, self.sizes, self.without_replacement)
+        return sampler_output(value, problem, estimate, {"stderr": stderr, "rank": rank})
+
+
+def check_sampler_options(method: Attributor, flags: tuple[str, ...]) -> None:
+    """The options every coalition sampler here shares: `samples`, True/False `flags`, baseline, memory budget,
+    batch size, seed (ValueError / InputTypeError naming the option)."""
+    check_int(method.samples, "samples", 1)
+    for name in flags:
+        if not isinstance(getattr(method, name), bool):
+            raise InputTypeError(f"{name} must be True or False, got {getattr(method, name)!r}")
+    method.baseline = check_baseline(method.baseline)
+    method.memory_budget = check_budget(method.memory_budget)
+    check_int(method.batch_size, "batch_size", 1)
+    check_int(method.seed, "seed", 0)
+
+
+def sampler_output(value: PerturbationValue, problem: Problem, estimate: np.ndarray, extras: dict) -> MethodOutput:
+    """MethodOutput of a coalition sampler: the estimate, f(x) and v(empty) (memoized: no extra evaluations),
+    the coalitions run and the KV-cache reuse."""
+    ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
+    extras = {**extras, "empty_values": ends[1], "coalitions": value.evaluations, "kv_reused_tokens": value.reused_tokens}
+    return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)

@@ -48,13 +48,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_choice, check_int
-from workbench.attribution.methods.leverage_shap import Design, allocate, design
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_choice,
+    check_int,
+)
+from workbench.attribution.methods.leverage_shap import (
+    Design,
+    allocate,
+    check_sampler_options,
+    design,
+    sampler_output,
+)
 from workbench.attribution.methods.registry import register_method
-from workbench.attribution.perturb import PerturbationValue, check_baseline, check_baseline_for
+from workbench.attribution.perturb import (
+    PerturbationValue,
+    check_baseline_for,
+)
 from workbench.attribution.problem import Problem
-from workbench.tokenization.protocol import InputTypeError
 
 ValueFn = Callable[[np.ndarray], np.ndarray]
 SURROGATES = ("none", "linear", "pairwise", "third_order")
@@ -232,16 +244,9 @@ class RegressionAdjustedShap(Attributor):
     memory_budget: int | None = None
 
     def __post_init__(self) -> None:
-        check_int(self.samples, "samples", 1)
         check_int(self.folds, "folds", 1)
         check_choice(self.surrogate, "surrogate", SURROGATES)
-        for name in ("paired", "reuse_prefix"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
+        check_sampler_options(self, ("paired", "reuse_prefix"))
 
     def check(self, problem: Problem) -> None:
         f = problem.n_units
@@ -257,9 +262,6 @@ class RegressionAdjustedShap(Attributor):
     def run(self, problem: Problem, progress: bool = False) -> MethodOutput:
         value = PerturbationValue(problem, self.baseline, self.batch_size, self.reuse_prefix, progress,
                                   self.memory_budget)
-        rng = np.random.default_rng(self.seed)
-        estimate = regression_adjusted_shap(value, problem.n_units, self.samples, rng, self.surrogate, self.folds,
-                                            self.paired)
-        ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
-        extras = {"empty_values": ends[1], "coalitions": value.evaluations, "kv_reused_tokens": value.reused_tokens}
-        return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)
+        estimate = regression_adjusted_shap(value, problem.n_units, self.samples, np.random.default_rng(self.seed),
+                                            self.surrogate, self.folds, self.paired)
+        return sampler_output(value, problem, estimate, {})
