@@ -8,7 +8,8 @@ import torch
 
 from workbench.models import tiny_lm
 from workbench.speculative import DraftTree, StepRecord, probs_from_logits, speculative_generate
-from workbench.speculative.decode import _acceptance, _best_draft_size, _interpolate, _is_chain
+from workbench.speculative.acceptance import AcceptanceTable, table_for
+from workbench.speculative.decode import _best_draft_size, _interpolate, _is_chain
 from workbench.speculative.drafters import Drafter
 from workbench.speculative.verifiers import GreedyVerifier
 
@@ -136,12 +137,39 @@ def test_cost_rule_known_answers():
 
 
 def test_acceptance_estimate_known_answer():
-    steps = [StepRecord(3, 3, 0, [1]), StepRecord(3, 3, 2, [1, 2, 3]), StepRecord(2, 2, 2, [1, 2, 3])]
+    table = AcceptanceTable()
+    for depth, accepted in [(3, 0), (3, 2), (2, 2)]:  # the same steps in one pool (key None)
+        table.record(None, depth, accepted)
     # depth 1: 3 tried, 2 accepted -> 3/5; depth 2: 2 tried (accepted >= 1), 2 accepted -> 3/4;
-    # depth 3: 1 tried (depth >= 3, accepted >= 2), 0 accepted -> 1/3; depth 4 unseen -> 1/3
-    assert _acceptance(steps, 4) == pytest.approx([3 / 5, 3 / 4, 1 / 3, 1 / 3])
-    assert _acceptance([], 2) == [0.5, 0.5]
-    assert list(itertools.islice(_acceptance(steps, 1), 1)) == [pytest.approx(0.6)]
+    # depth 3: 1 tried (depth >= 3, accepted >= 2), 0 accepted -> 1/3; the key's own: (s + 2 p) / (c + 2)
+    pooled = [3 / 5, 3 / 4, 1 / 3]
+    own = [(2 + 2 * pooled[0]) / 5, (2 + 2 * pooled[1]) / 4, (0 + 2 * pooled[2]) / 3]
+    assert table.estimate(None, 4) == pytest.approx(own + own[-1:])  # depth 4 unseen: the key's depth 3
+    assert table.estimate("unseen key", 4) == pytest.approx(pooled + pooled[-1:])  # no own counts: pooled
+    assert AcceptanceTable().estimate(3, 2) == [0.5, 0.5]
+
+
+def test_acceptance_by_key_separates_confident_drafts():
+    table = AcceptanceTable()
+    for _ in range(20):
+        table.record(3, 4, 4)  # long matches: every token accepted
+        table.record(1, 1, 0)  # one-token matches: rejected
+    assert table.estimate(3, 4)[0] > 0.9 and table.estimate(1, 1)[0] < 0.15
+    times = {n: 1.0 + 0.1 * (n - 1) for n in range(1, 18)}
+    assert _best_draft_size(table.estimate(3, 16), times) >= 8 and _best_draft_size(table.estimate(1, 16), times) == 1
+
+
+def test_prompt_lookup_key_is_the_matched_ngram_and_tables_persist_per_lm():
+    from workbench.speculative import get_drafter
+
+    drafter = get_drafter("prompt_lookup")
+    assert drafter.draft_key([1, 2, 3, 9, 1, 2, 3]) == 3 and drafter.draft_key([5, 6, 7]) == 0
+    assert drafter.draft_key([4, 1, 5, 1]) == 1 and drafter.continuations([4, 1, 5, 1]) == [[5, 1]]
+    assert get_drafter("lookahead").draft_key([1, 2, 3, 9, 1, 2, 3]) >= 3
+    lm = tiny_lm("llama", seed=3)
+    speculative_generate(lm, PROMPT, drafter="prompt_lookup", max_new_tokens=8, budget=4, cost_aware=True)
+    table = table_for(lm, "prompt_lookup")
+    assert table is table_for(lm, "prompt_lookup") and sum(c[1][0] for c in table.counts.values()) > 0
 
 
 class EmptyDrafter(Drafter):
@@ -153,12 +181,20 @@ class EmptyDrafter(Drafter):
 
 def test_forward_times_are_calibrated_once_and_lowered_by_faster_steps():
     from workbench.speculative.decode import _FORWARD_TIMES
+    from workbench.speculative.target_forward import INPUT_MAJOR_FROM
 
     lm = tiny_lm("llama", seed=2)
     speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True)
-    assert sorted(_FORWARD_TIMES[lm]) == [1, 2, 4, 6]
-    _FORWARD_TIMES[lm].update({n: 1e9 for n in _FORWARD_TIMES[lm]})
+    assert list(_FORWARD_TIMES[lm]) == [(True, INPUT_MAJOR_FROM)]  # CPU: the GQA + input-major path
+    times = _FORWARD_TIMES[lm][(True, INPUT_MAJOR_FROM)]
+    assert sorted(times) == [1, 2, 3, 4, 5, 6]
+    times.update({n: 1e9 for n in times})
     calls = lm.counters.forward_calls
     g = speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True)
     assert lm.counters.forward_calls - calls == 1 + len(g.steps)  # prefill + steps: no second calibration
-    assert _FORWARD_TIMES[lm][1] < 1e9 and _FORWARD_TIMES[lm][6] == 1e9  # only the fed size (root only) moved
+    assert times[1] < 1e9 and times[6] == 1e9  # only the fed size (root only) moved
+    speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True,
+                         input_major=False)
+    assert set(_FORWARD_TIMES[lm]) == {(True, INPUT_MAJOR_FROM), (True, None)}  # one table per path
+    with pytest.raises(ValueError, match="input_major"):
+        speculative_generate(lm, PROMPT, input_major="yes")

@@ -1,8 +1,8 @@
 """Autoregressive decoding with the KV cache: greedy or seeded sampling, EOS and stop strings.
 
-One forward over the prompt (prefill), then one forward per new token over the growing cache. A string prompt
-is encoded with the tokenizer's special tokens (a BOS where the tokenizer adds one); pass token ids for full
-control.
+One forward over the prompt (prefill; the LM head runs on its last position only, as in HF's generate), then one
+forward per new token over the growing cache. A string prompt is encoded with the tokenizer's special tokens (a
+BOS where the tokenizer adds one); pass token ids for full control.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def generate(lm: LM, prompt: str | Sequence[int], max_new_tokens: int = 32, temp
     start_counters = lm.counters.snapshot()
     start = time.perf_counter()
     cache = lm.new_cache()
-    logits = lm.forward(prompt_ids, cache=cache).logits[0, -1]
+    logits = lm.forward(prompt_ids, cache=cache, logits_to_keep=1).logits[0, -1]  # only the row that is used
     prefill_seconds = time.perf_counter() - start
     new_ids: list[int] = []
     text_end: int | None = None

@@ -16,22 +16,26 @@ speculative decoding returns exactly the tokens of greedy autoregressive decodin
 Fast paths (same outputs): the prefill keeps only the last position's logits; a chain draft (a single path) is
 fed with the plain causal mask and default positions (equal to the tree's for a chain); with the 'greedy'
 verifier at temperature 0 the walk runs on the argmax of the logits (`GreedyVerifier.verify_argmax`) instead of
-one-hot float64 distributions over the vocabulary. On CUDA (or with tree_attention=True) every non-empty tree is
-verified under `with lm.attention(TreeAttention(tree, check_mask=False))` (the tree-attention kernel op).
+one-hot float64 distributions over the vocabulary. On CPU the step forwards go through `TargetForward`
+(target_forward.py): grouped-query attention without copying the repeated KV heads, and input-major Linear
+weights for forwards of 4 or more tokens (`input_major`; by default for models with up to 1 GiB of Linear
+weights). On CUDA (or with tree_attention=True) every non-empty tree is verified under
+`with lm.attention(TreeAttention(tree, check_mask=False))` (the tree-attention kernel op).
 
 Cost-aware budget (cost_aware=True; Chen et al., "Sequoia", 2024, and SpecDec++, Huang et al., 2024, choose
 the draft size from measured costs in the same spirit): the target's forward time t(n) for n fed tokens after
-the prompt is measured once per LM and process (the fastest of 3 timed forwards at n = 1, 2, 4, 8, ...,
-budget + 1 on the prompt's cache, then cropped away; these forwards count in the first generation's time and
-forward calls), and every later verification forward of one of those sizes lowers t(n) to its time when faster
-(the minimum is the uncontended cost on a shared machine); linear interpolation in between. Each step estimates the conditional acceptance a_d at depth d from this
-generation's earlier steps (a_d = (s_d + 1) / (c_d + 2) over the c_d steps that reached depth d with the first
-d - 1 accepted, s_d of which accepted at depth d; an unseen depth takes a_{d-1}, a_0 = 1/2) and caps the step's
+the prompt is measured once per LM, forward path and process (the fastest of 3 timed forwards at every n in
+1..budget + 1 on the prompt's cache, then cropped away; these forwards count in the first generation's time and
+forward calls), and every later verification forward lowers t(n) to its time when faster (the minimum is the
+uncontended cost on a shared machine). Each step asks the drafter for its draft key (`Drafter.draft_key`, e.g. the
+length of the matched n-gram), estimates the conditional acceptance a_d at depth d for that key from the drafter's
+acceptance table on this LM (acceptance.py: smoothed counts kept across generations, backed off to the pooled
+estimate over keys; an unseen depth takes a_{d-1}, a_0 = 1/2) and caps the step's
 draft at the k in [1, budget] that maximises the expected tokens per second of a chain,
-(1 + sum_{d<=k} prod_{j<=d} a_j) / t(k + 1), the smallest such k on ties (at least one node, so that drafters which learn from every step keep learning
-and deeper acceptance can still be observed). Trees are judged as if chains (their
-level acceptance stands in for a_d). The cap only lowers the budget handed to the drafter, so any verifier stays
-lossless; with sampling the drawn tokens then depend on timings, hence off by default.
+(1 + sum_{d<=k} prod_{j<=d} a_j) / t(k + 1), the smallest such k on ties (at least one node, so that drafters
+which learn from every step keep learning and deeper acceptance can still be observed). Trees are judged as if
+chains (their level acceptance stands in for a_d). The cap only lowers the budget handed to the drafter, so any
+verifier stays lossless; with sampling the drawn tokens then depend on timings, hence off by default.
 """
 from __future__ import annotations
 
@@ -44,7 +48,14 @@ import torch
 
 from .drafters import Drafter, check_budget, get_drafter
 from .metrics import SpeculativeGeneration, StepRecord
+from .acceptance import table_for
 from .sampling import SamplingConfig, probs_from_logits
+from .target_forward import (
+    INPUT_MAJOR_FROM,
+    INPUT_MAJOR_MAX_BYTES,
+    TargetForward,
+    linear_weight_bytes,
+)
 from .tree import DraftTree
 from .verifiers import GreedyVerifier, Verifier, get_verifier
 
@@ -52,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.models import LM
     from workbench.models.cache import KVCache
 
-_FORWARD_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm -> {n fed tokens: seconds}
+_FORWARD_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm -> {path: {n fed: seconds}}
 
 
 def _resolve(drafter: str | Drafter, verifier: str | Verifier | None, sampling: SamplingConfig) -> tuple[Drafter, Verifier]:
@@ -80,13 +91,15 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                          top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                          stop: str | Sequence[str] | None = None, budget: int = 16,
                          progress: bool = False, cost_aware: bool = False,
-                         tree_attention: bool | None = None) -> SpeculativeGeneration:
+                         tree_attention: bool | None = None, input_major: bool | None = None) -> SpeculativeGeneration:
     """Generate up to `max_new_tokens` tokens with speculative decoding (see the module docstring).
 
     drafter / verifier: registered names or instances; verifier None picks 'greedy' at temperature 0 and
     'deterministic_tree' for deterministic drafters otherwise. budget: the most draft nodes per step (>= 1).
     cost_aware: cap each step's draft where the expected tokens per second stop improving (module docstring);
     `budget` still bounds it. tree_attention: verify through `TreeAttention` (None: only on CUDA).
+    input_major: run target forwards of INPUT_MAJOR_FROM or more tokens with input-major Linear weights (keeps one
+    more copy of them; None: on CPU for models whose Linear weights take <= 1 GiB; see target_forward.py).
     """
     from workbench.models.generation import end_of_text, eos_ids
     from workbench.models.generation import prompt_ids as encode_prompt
@@ -102,6 +115,8 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
             raise ValueError(f"{flag} must be True or False, got {value!r}")
     if tree_attention is not None and not isinstance(tree_attention, bool):
         raise ValueError(f"tree_attention must be None (CUDA only), True or False, got {tree_attention!r}")
+    if input_major is not None and not isinstance(input_major, bool):
+        raise ValueError(f"input_major must be None (CPU only), True or False, got {input_major!r}")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not isinstance(s, str) or not s for s in stops):
         raise ValueError(f"stop must be None, a non-empty string or a list of non-empty strings, got {stop!r}")
@@ -109,6 +124,9 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     drafter, verifier = _resolve(drafter, verifier, sampling)
     fast_greedy = sampling.greedy and isinstance(verifier, GreedyVerifier)
     use_tree_attention = lm.device.type == "cuda" if tree_attention is None else tree_attention
+    use_input_major = input_major
+    if input_major is None:
+        use_input_major = lm.device.type == "cpu" and linear_weight_bytes(lm) <= INPUT_MAJOR_MAX_BYTES
     if use_tree_attention:
         from .tree_attention import TreeAttention
 
@@ -132,70 +150,78 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     cache = lm.new_cache()
     if len(prompt_ids) > 1:
         lm.forward(prompt_ids[:-1], cache=cache, logits_to_keep=1)
-    times = _forward_times(lm, cache, prompt_ids[-1], budget) if cost_aware else None
-    prefill_seconds = time.perf_counter() - start
-    context = list(prompt_ids)
-    new_ids: list[int] = []
-    steps: list[StepRecord] = []
-    draft_seconds = 0.0
-    reason, text_end = "length", None
-    done = False
-    while not done:
-        prefix = cache.length  # == len(context) - 1: the root sits at this position
-        if prefix >= lm.max_context:
-            reason = "context"
-            break
-        step_budget = min(budget, max_new_tokens - len(new_ids) - 1, lm.max_context - 1 - prefix)
-        if times is not None and step_budget > 0:
-            step_budget = min(step_budget, _best_draft_size(_acceptance(steps, step_budget), times))
-        tick = time.perf_counter()
-        tree = drafter.propose(context, step_budget) if step_budget > 0 else DraftTree.empty()
-        draft_seconds += time.perf_counter() - tick
-        if not isinstance(tree, DraftTree) or len(tree) > max(step_budget, 0):
-            raise RuntimeError(f"drafter {drafter.name!r} returned {type(tree).__name__} with "
-                               f"{len(tree) if isinstance(tree, DraftTree) else '?'} nodes for a budget of {step_budget}")
-
-        ids = [context[-1]] + tree.tokens.tolist()
-        fed = time.perf_counter()
-        if len(tree) and use_tree_attention:
-            with lm.attention(TreeAttention(tree, check_mask=False)):
-                out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
-                                 attention_mask=tree.prefix_mask(prefix))
-        elif len(tree) and not _is_chain(tree):
-            out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
-                             attention_mask=tree.prefix_mask(prefix))
-        else:  # no draft, or a chain: positions prefix + 0..n and the causal mask are the tree's own
-            out = lm.forward(ids, cache=cache)
-        if times is not None and len(ids) in times:
-            times[len(ids)] = min(times[len(ids)], time.perf_counter() - fed)
-        logits = out.logits[0]
-        if fast_greedy:
-            result = verifier.verify_argmax(tree, logits.argmax(-1).tolist())
-        else:
-            result = verifier.verify(tree, probs_from_logits(logits, *_settings(sampling)), tree.draft_probs,
-                                     generator)
-
-        kept = result.accepted_nodes
-        if kept == list(range(len(kept))):
-            cache.crop(prefix + 1 + len(kept))
-        else:
-            slots = list(range(prefix + 1)) + [prefix + 1 + i for i in kept]
-            cache.gather(torch.tensor(slots, dtype=torch.long))
-        drafter.update(tree, result, logits)
-        steps.append(StepRecord(len(tree), tree.max_depth, result.num_accepted, list(result.tokens)))
-
-        for token in result.tokens:
-            new_ids.append(token)
-            context.append(token)
-            if bar is not None:
-                bar.update(1)
-            ended, text_end = end_of_text(lm, new_ids, ends, stops)
-            if ended is not None:
-                reason, done = ended, True
+    target = TargetForward(lm, gqa=lm.device.type == "cpu" and not use_tree_attention,
+                           input_major_from=INPUT_MAJOR_FROM if use_input_major else None)
+    with target:  # one attention switch per generation (target_forward.py)
+        times = _forward_times(lm, target, cache, prompt_ids[-1], budget) if cost_aware else None
+        table = table_for(lm, drafter.name)
+        prefill_seconds = time.perf_counter() - start
+        context = list(prompt_ids)
+        new_ids: list[int] = []
+        steps: list[StepRecord] = []
+        draft_seconds = 0.0
+        reason, text_end = "length", None
+        done = False
+        while not done:
+            prefix = cache.length  # == len(context) - 1: the root sits at this position
+            if prefix >= lm.max_context:
+                reason = "context"
                 break
-            if len(new_ids) >= max_new_tokens:
-                reason, done = "length", True
-                break
+            step_budget = min(budget, max_new_tokens - len(new_ids) - 1, lm.max_context - 1 - prefix)
+            key = None
+            if times is not None and step_budget > 0:
+                key = drafter.draft_key(context)
+                step_budget = min(step_budget, _best_draft_size(table.estimate(key, step_budget), times))
+            tick = time.perf_counter()
+            tree = drafter.propose(context, step_budget) if step_budget > 0 else DraftTree.empty()
+            draft_seconds += time.perf_counter() - tick
+            if not isinstance(tree, DraftTree) or len(tree) > max(step_budget, 0):
+                size = len(tree) if isinstance(tree, DraftTree) else "?"
+                raise RuntimeError(f"drafter {drafter.name!r} returned {type(tree).__name__} with {size} nodes for "
+                                   f"a budget of {step_budget}")
+
+            ids = [context[-1]] + tree.tokens.tolist()
+            fed = time.perf_counter()
+            if len(tree) and use_tree_attention:
+                with lm.attention(TreeAttention(tree, check_mask=False)):
+                    out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
+                                     attention_mask=tree.prefix_mask(prefix))
+            elif len(tree) and not _is_chain(tree):
+                out = target(ids, cache, tree.position_ids(prefix, include_root=True), tree.prefix_mask(prefix))
+            else:  # no draft, or a chain: positions prefix + 0..n and the causal mask are the tree's own
+                out = target(ids, cache)
+            if times is not None and len(ids) in times:
+                times[len(ids)] = min(times[len(ids)], time.perf_counter() - fed)
+            logits = out.logits[0]
+            if fast_greedy:
+                result = verifier.verify_argmax(tree, logits.argmax(-1).tolist())
+            else:
+                result = verifier.verify(tree, probs_from_logits(logits, *_settings(sampling)), tree.draft_probs,
+                                         generator)
+
+            kept = result.accepted_nodes
+            if kept == list(range(len(kept))):
+                cache.crop(prefix + 1 + len(kept))
+            else:
+                slots = list(range(prefix + 1)) + [prefix + 1 + i for i in kept]
+                cache.gather(torch.tensor(slots, dtype=torch.long))
+            drafter.update(tree, result, logits)
+            if times is not None and len(tree):
+                table.record(key, tree.max_depth, result.num_accepted)
+            steps.append(StepRecord(len(tree), tree.max_depth, result.num_accepted, list(result.tokens)))
+
+            for token in result.tokens:
+                new_ids.append(token)
+                context.append(token)
+                if bar is not None:
+                    bar.update(1)
+                ended, text_end = end_of_text(lm, new_ids, ends, stops)
+                if ended is not None:
+                    reason, done = ended, True
+                    break
+                if len(new_ids) >= max_new_tokens:
+                    reason, done = "length", True
+                    break
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
@@ -209,7 +235,8 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
         prefill_seconds=prefill_seconds, draft_seconds=draft_seconds, forward_calls=cost.forward_calls,
         tokens_processed=cost.tokens_processed, steps=steps, drafter=drafter.name, verifier=verifier.name,
         settings={"max_new_tokens": max_new_tokens, **sampling.to_dict(), "seed": seed, "stop": stops,
-                  "budget": budget, "cost_aware": cost_aware, "tree_attention": use_tree_attention},
+                  "budget": budget, "cost_aware": cost_aware, "tree_attention": use_tree_attention,
+                  "input_major": use_input_major},
     )
 
 
@@ -221,19 +248,19 @@ def _is_chain(tree: DraftTree) -> bool:
     return all(tree.parent(i) == i - 1 for i in range(len(tree)))
 
 
-def _forward_times(lm: LM, cache: KVCache, root: int, budget: int) -> dict[int, float]:
-    """Seconds of one target forward of n tokens after this cache, n = 1, 2, 4, ..., budget + 1 (measured once per
-    LM: fastest of 3, the cache cropped back after each); cached per LM, extended when a larger budget asks."""
-    known = _FORWARD_TIMES.setdefault(lm, {})
-    sizes = sorted({min(2 ** i, budget + 1) for i in range((budget + 1).bit_length() + 1)})
+def _forward_times(lm: LM, target: TargetForward, cache: KVCache, root: int, budget: int) -> dict[int, float]:
+    """Seconds of one target forward of n tokens after this cache, every n in 1..budget + 1, through `target` (the
+    step's own forward path; measured once per LM and path: fastest of 3, the cache cropped back after each); cached,
+    extended when a larger budget asks."""
+    known = _FORWARD_TIMES.setdefault(lm, {}).setdefault((target.gqa, target.input_major_from), {})
     length = cache.length
-    for n in sizes:
+    for n in range(1, budget + 2):
         if n in known:
             continue
         runs = []
         for _ in range(3):
             tick = time.perf_counter()
-            lm.forward([root] * n, cache=cache, logits_to_keep=None)
+            target([root] * n, cache)
             runs.append(time.perf_counter() - tick)
             cache.crop(length)
         known[n] = min(runs)
@@ -250,17 +277,6 @@ def _interpolate(times: dict[int, float], n: int) -> float:
     lo, hi = sizes[-2:] if len(sizes) > 1 else (sizes[0], sizes[0])
     slope = (times[hi] - times[lo]) / (hi - lo) if hi > lo else 0.0
     return times[hi] + slope * (n - hi)
-
-
-def _acceptance(steps: Sequence[StepRecord], depth: int) -> list[float]:
-    """Estimated conditional acceptance a_1..a_depth from earlier steps (rule in the module docstring)."""
-    out, previous = [], 0.5
-    for d in range(1, depth + 1):
-        tried = [s for s in steps if s.depth >= d and s.accepted >= d - 1]
-        if tried:
-            previous = (sum(s.accepted >= d for s in tried) + 1) / (len(tried) + 2)
-        out.append(previous)
-    return out
 
 
 def _best_draft_size(acceptance: Sequence[float], times: dict[int, float]) -> int:

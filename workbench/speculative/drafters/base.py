@@ -3,6 +3,7 @@
     drafter.begin(lm, prompt_ids, sampling, generator)   # once per generation: reset state, bind the target
     tree = drafter.propose(context_ids, budget)          # context = prompt + tokens so far; at most `budget` nodes
     drafter.update(tree, result, logits)                 # after verification (logits: target logits [n + 1, V])
+    drafter.draft_key(context_ids)                       # optional label of the next draft (cost-aware budget)
 
 `deterministic` drafters (n-gram lookup, tries, greedy expansions) propose trees that are a function of the
 context and carry no draft distributions: they pair with the 'greedy' and 'deterministic_tree' verifiers.
@@ -10,7 +11,7 @@ Drafters that sample attach draft_probs (processed with the same SamplingConfig 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -45,6 +46,12 @@ class Drafter:
     def propose(self, context_ids: Sequence[int], budget: int) -> DraftTree:
         """A draft tree of at most `budget` nodes continuing `context_ids` (may be empty)."""
         raise NotImplementedError
+
+    def draft_key(self, context_ids: Sequence[int]) -> Hashable:
+        """A label of the draft `propose(context_ids, ...)` would make, for the cost-aware budget's acceptance
+        statistics (speculative/acceptance.py): drafts with the same key should be accepted about as often.
+        Default None: one pool for every draft."""
+        return None
 
     def update(self, tree: DraftTree, result: VerifyResult, logits: torch.Tensor) -> None:
         """Called after every verification (default: stateless)."""

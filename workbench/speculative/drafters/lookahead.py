@@ -187,6 +187,11 @@ class LookaheadDrafter(Drafter):
                 return n, node
         return 0, None
 
+    def draft_key(self, context_ids: Sequence[int]) -> int:
+        """The length of the matched context suffix (0: none), the confidence signal of the cost-aware budget."""
+        self._sync(context_ids)
+        return self.match(self._seq)[0]
+
     def propose(self, context_ids: Sequence[int], budget: int) -> DraftTree:
         check_budget(budget)
         self._sync(context_ids)

@@ -37,7 +37,20 @@ class PromptLookupDrafter(Drafter):
 
     def continuations(self, context: Sequence[int]) -> list[list[int]]:
         """Up to `branches` distinct continuations of the longest matching n-gram, most recent match first."""
-        context = list(context)
+        return self._match(context)[1]
+
+    def draft_key(self, context_ids: Sequence[int]) -> int:
+        """The length of the matched n-gram (0: no match): longer matches are accepted far more often."""
+        return self._match(context_ids)[0]
+
+    def _match(self, context: Sequence[int]) -> tuple[int, list[list[int]]]:
+        """(n, continuations) for the longest n-gram with a match; remembered for the last context asked."""
+        memo = (self.max_ngram, self.min_ngram, self.num_tokens, self.branches, tuple(context))
+        if getattr(self, "_memo", (None,))[0] != memo:
+            self._memo = (memo, self._search(list(context)))
+        return self._memo[1]
+
+    def _search(self, context: list[int]) -> tuple[int, list[list[int]]]:
         length = len(context)
         for n in range(min(self.max_ngram, length - 1), self.min_ngram - 1, -1):
             tail = context[length - n:]
@@ -50,8 +63,8 @@ class PromptLookupDrafter(Drafter):
                         if len(found) == self.branches:
                             break
             if found:
-                return found
-        return []
+                return n, found
+        return 0, []
 
     def propose(self, context_ids: Sequence[int], budget: int) -> DraftTree:
         check_budget(budget)
