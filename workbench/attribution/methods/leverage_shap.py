@@ -250,23 +250,29 @@ def leverage_shap(value: ValueFn, n_features: int, samples: int, rng: np.random.
     return estimate, stderr, rank
 
 
-@register_method("leverage_shap")
 @dataclass
-class LeverageShap(Attributor):
-    """Leverage SHAP over units: `samples` coalitions by leverage score (uniform over sizes), bootstrap SE."""
+class CoalitionSampler(Attributor):
+    """Options shared by the coalition samplers here (leverage_shap, regression_adjusted_shap)."""
 
     level = "unit"
 
     samples: int = 64
     paired: bool = True
-    without_replacement: bool = True
-    sizes: str = "leverage"
-    bootstrap: int = 100
     baseline: str | int = "pad"
     batch_size: int = 16
     seed: int = 0
     reuse_prefix: bool = True
     memory_budget: int | None = None
+
+
+@register_method("leverage_shap")
+@dataclass
+class LeverageShap(CoalitionSampler):
+    """Leverage SHAP over units: `samples` coalitions by leverage score (uniform over sizes), bootstrap SE."""
+
+    without_replacement: bool = True
+    sizes: str = "leverage"
+    bootstrap: int = 100
 
     def __post_init__(self) -> None:
         check_int(self.bootstrap, "bootstrap", 2)

@@ -49,12 +49,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.attribution.methods.base import (
-    Attributor,
     MethodOutput,
     check_choice,
     check_int,
 )
 from workbench.attribution.methods.leverage_shap import (
+    CoalitionSampler,
     Design,
     allocate,
     check_sampler_options,
@@ -228,20 +228,11 @@ def minimum_samples(f: int, folds: int, paired: bool = True) -> int:
 
 @register_method("regression_adjusted_shap")
 @dataclass
-class RegressionAdjustedShap(Attributor):
+class RegressionAdjustedShap(CoalitionSampler):
     """Regression-adjusted Monte Carlo Shapley values over units (surrogate + cross-fitted residual Monte Carlo)."""
 
-    level = "unit"
-
-    samples: int = 64
     surrogate: str = "pairwise"
     folds: int = 2
-    paired: bool = True
-    baseline: str | int = "pad"
-    batch_size: int = 16
-    seed: int = 0
-    reuse_prefix: bool = True
-    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.folds, "folds", 1)
