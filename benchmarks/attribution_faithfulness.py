@@ -248,7 +248,8 @@ def markdown(result: dict) -> str:
              f"{result['words']} words, word units, target = true next word)"), "",
              (f"loadavg before/after: {np.round(result['loadavg_before'], 2).tolist()} / "
              f"{np.round(result['loadavg_after'], 2).tolist()}; threads {result['threads']}; total "
-             f"{result['seconds_total'] / 60:.1f} min"), "",
+             f"{result['seconds_total'] / 60:.1f} min" + (f" summed over {result['processes']} processes"
+                                                           if result.get("processes", 1) > 1 else "")), "",
              f"| method | {head} | forward | backward | evaluations | attribution s | faithfulness s |",
              "|---" * (len(METRICS) + 6) + "|"]
     for name, r in t.items():
@@ -260,7 +261,9 @@ def markdown(result: dict) -> str:
     lines += ["", "Mean Spearman rho between methods' rankings:", "",
               "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for a in names:
-        lines.append(f"| {a} | " + " | ".join(f"{result['spearman'][a][b]:.2f}" for b in names) + " |")
+        rhos = [result["spearman"][a][b] for b in names]
+        lines.append(f"| {a} | " + " | ".join(f"{v:.2f}" if v is not None and np.isfinite(v) else "-" for v in rhos)
+                     + " |")
     opts = ", ".join(f"{k}: {v}" for k, v in result["options"].items() if v)
     lines += ["", f"Options: {opts}; soft samples {result['soft_samples']}.", ""]
     partial = result.get("methods_in_some_runs_only") or {}
