@@ -15,8 +15,9 @@ always run, so each policy's accuracy is read against it.
 The issue's target check: at budget = 1/8 of the context (prefix/8 for perplexity, length/8 for the passkey)
 does the best query-aware policy (quest, landmark, tokenselect, fasa; the oracle is not deployable) stay within
 3% of full-KV perplexity, and reach >= 95% passkey accuracy at the lengths where StreamingLLM fails?
-Writes benchmarks/results/sparse_quality.json and .md (`--out`). `--merge` combines part results: one perplexity
-part with needle parts, or needle parts only (a passkey-only result).
+Writes benchmarks/results/sparse_quality.json and .md (`--out`). `--merge` combines part results: perplexity parts
+split over policies or budgets on the same text (their full-KV ppl must agree), needle parts split over lengths,
+depths or policies, or both kinds.
 """
 from __future__ import annotations
 
@@ -198,32 +199,55 @@ def merge_needle(parts: list[dict]) -> dict:
             "prefill_seconds": sum(p["prefill_seconds"] for p in parts), "rows": rows}
 
 
+def merge_perplexity(parts: list[dict]) -> dict:
+    """One perplexity result from parts split over policies / budgets on the same text: the full-KV row once
+    (every part's must agree), then every part's other rows in order (a (policy, budget) seen twice kept once)."""
+    fulls = [next(r for r in p["rows"] if r["policy"] == "full") for p in parts]
+    if max(f["ppl"] for f in fulls) - min(f["ppl"] for f in fulls) > 1e-6 * fulls[0]["ppl"]:
+        raise SystemExit(f"--merge: the perplexity parts disagree on full-KV ppl {[f['ppl'] for f in fulls]}")
+    for key in ("prefix", "score", "texts"):
+        if len({p[key] for p in parts}) > 1:
+            raise SystemExit(f"--merge: the perplexity parts differ in {key}")
+    rows, seen = [fulls[0]], {("full", json.dumps(fulls[0]["budget"]))}
+    for p in parts:
+        for r in p["rows"]:
+            key = (r["policy"], json.dumps(r["budget"]))
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    return {**parts[0], "rows": rows, "prefill_seconds": [p["prefill_seconds"] for p in parts]}
+
+
 def merge(paths: list[str], out: Path, notes: list[str]) -> None:
-    """Combine part results into the final json + md: one part with perplexity plus parts with needle results,
-    or needle parts only (a passkey-only result, e.g. runs with --skip-ppl over different lengths)."""
+    """Combine part results into the final json + md: perplexity parts (split over policies or budgets on the same
+    text), needle parts (split over lengths, depths or policies), or both."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     ppl = [p for p in parts if "perplexity" in p]
     needle = [p for p in parts if "needle" in p]
-    if len(ppl) > 1 or not needle:
-        raise SystemExit("--merge needs at most one part with perplexity and at least one with needle results")
-    formats = {p["config"].get("passkey_format", "kjv") for p in needle}
-    if len(formats) > 1:
-        raise SystemExit(f"--merge: the needle parts use different passkey formats {sorted(formats)}")
-    res = dict(ppl[0]) if ppl else {k: v for k, v in needle[0].items() if k != "needle"}
-    res["needle"] = merge_needle([p["needle"] for p in needle])
-    res["config"] = {**res["config"], "lengths": sorted({n for p in needle for n in p["config"]["lengths"]}),
-                     "depths": sorted({d for p in needle for d in p["config"]["depths"]}),
-                     "seeds": max(p["config"].get("seeds", 1) for p in needle), "passkey_format": formats.pop(),
-                     "budgets": sorted({b for p in parts for b in p["config"]["budgets"]}),
-                     "policies": list(dict.fromkeys(x for p in parts for x in p["config"]["policies"]))}
+    res = dict(ppl[0] if ppl else needle[0])
+    res.pop("needle", None)
+    if ppl:
+        res["perplexity"] = merge_perplexity([p["perplexity"] for p in ppl])
+    config = {**res["config"], "budgets": sorted({b for p in parts for b in p["config"]["budgets"]}),
+              "policies": list(dict.fromkeys(x for p in parts for x in p["config"]["policies"])),
+              "lengths": [], "depths": []}
+    if needle:
+        formats = {p["config"].get("passkey_format", "kjv") for p in needle}
+        if len(formats) > 1:
+            raise SystemExit(f"--merge: the needle parts use different passkey formats {sorted(formats)}")
+        res["needle"] = merge_needle([p["needle"] for p in needle])
+        config.update(lengths=sorted({n for p in needle for n in p["config"]["lengths"]}),
+                      depths=sorted({d for p in needle for d in p["config"]["depths"]}),
+                      seeds=max(p["config"].get("seeds", 1) for p in needle), passkey_format=formats.pop())
+    res["config"] = config
     res["parts"] = [{"command": p["command"], "seconds": p["seconds"], "loadavg_start": p["loadavg_start"],
                      "loadavg_end": p["loadavg_end"], "threads": p["config"]["threads"]} for p in parts]
     res["command"] = " ; ".join(p["command"] for p in parts) + " ; merged with --merge"
     res["seconds"] = max(p["seconds"] for p in parts)
     res["loadavg_start"] = min((p["loadavg_start"] for p in parts), key=lambda x: x[0])
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    res["target_check"] = target_check(res["perplexity"]["rows"] if ppl else [], res["needle"]["rows"],
-                                       res["config"]["prefix"], res["config"]["lengths"])
+    res["target_check"] = target_check(res["perplexity"]["rows"] if ppl else [],
+                                       res["needle"]["rows"] if needle else [], config["prefix"], config["lengths"])
     res["notes"] = notes
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
