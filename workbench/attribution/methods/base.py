@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from workbench.attribution.chunking import check_budget
 from workbench.attribution.problem import Problem
+from workbench.tokenization.protocol import InputTypeError
 
 
 @dataclass
@@ -66,3 +68,20 @@ def check_choice(value: object, param: str, allowed: tuple) -> Any:
     if value not in allowed:
         raise ValueError(f"{param} must be one of {list(allowed)}, got {value!r}")
     return value
+
+
+def check_flags(method: Attributor, names: tuple[str, ...]) -> None:
+    """Each named option is True or False, else InputTypeError naming it."""
+    for name in names:
+        if not isinstance(getattr(method, name), bool):
+            raise InputTypeError(f"{name} must be True or False, got {getattr(method, name)!r}")
+
+
+def check_perturbation_options(method: Attributor) -> None:
+    """The options of a method that scores perturbed inputs through PerturbationValue: `memory_budget` (None or
+    bytes; normalised in place), `batch_size` >= 1, `seed` >= 0 where the method has one, `reuse_prefix` True/False."""
+    method.memory_budget = check_budget(method.memory_budget)
+    check_int(method.batch_size, "batch_size", 1)
+    if hasattr(method, "seed"):
+        check_int(method.seed, "seed", 0)
+    check_flags(method, ("reuse_prefix",))

@@ -43,8 +43,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_flags,
+    check_int,
+    check_perturbation_options,
+)
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.methods.shapley import permutation_shapley
 from workbench.attribution.perturb import (
@@ -54,7 +59,6 @@ from workbench.attribution.perturb import (
 )
 from workbench.attribution.problem import Problem
 from workbench.attribution.units import build_units
-from workbench.tokenization.protocol import InputTypeError
 
 
 def coarse_groups(problem: Problem, coarse: str | int) -> list[list[int]]:
@@ -147,16 +151,12 @@ class HierarchicalShapley(Attributor):
             if isinstance(self.mass, bool) or not isinstance(self.mass, (int, float)) or not 0 < self.mass <= 1:
                 raise ValueError(f"mass must be None or a float in (0, 1], got {self.mass!r}")
             self.mass = float(self.mass)
-        for name in ("antithetic", "reuse_prefix"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_flags(self, ("antithetic", "reuse_prefix"))
         check_int(self.permutations, "permutations", 4 if self.antithetic else 2)
         if self.antithetic and self.permutations % 2:
             raise ValueError(f"permutations must be even with antithetic=True (pairs), got {self.permutations}")
         self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
+        check_perturbation_options(self)
 
     def check(self, problem: Problem) -> None:
         check_baseline_for(problem, self.baseline)

@@ -28,8 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_flags,
+    check_int,
+    check_perturbation_options,
+)
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
     PerturbationValue,
@@ -37,7 +42,6 @@ from workbench.attribution.perturb import (
     check_baseline_for,
 )
 from workbench.attribution.problem import Problem
-from workbench.tokenization.protocol import InputTypeError
 
 ValueFn = Callable[[np.ndarray], np.ndarray]
 
@@ -117,32 +121,31 @@ def paired_note(f: int, paired: bool) -> str:
             if paired and f > 1 else "")
 
 
-@register_method("kernel_shap")
 @dataclass
-class KernelShap(Attributor):
-    """KernelSHAP over units with `samples` sampled coalitions and a bootstrap standard error."""
+class CoalitionSampler(Attributor):
+    """Options shared by the coalition samplers here (kernel_shap, leverage_shap, regression_adjusted_shap)."""
 
     level = "unit"
 
     samples: int = 64
     paired: bool = True
-    bootstrap: int = 100
     baseline: str | int = "pad"
     batch_size: int = 16
     seed: int = 0
     reuse_prefix: bool = True
     memory_budget: int | None = None
 
+
+@register_method("kernel_shap")
+@dataclass
+class KernelShap(CoalitionSampler):
+    """KernelSHAP over units with `samples` sampled coalitions and a bootstrap standard error."""
+
+    bootstrap: int = 100
+
     def __post_init__(self) -> None:
-        check_int(self.samples, "samples", 1)
         check_int(self.bootstrap, "bootstrap", 2)
-        for name in ("paired", "reuse_prefix"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
+        check_sampler_options(self, ("paired", "reuse_prefix"))
 
     def check(self, problem: Problem) -> None:
         f = problem.n_units
@@ -160,7 +163,21 @@ class KernelShap(Attributor):
                                   self.memory_budget)
         rng = np.random.default_rng(self.seed)
         estimate, stderr, rank = kernel_shap(value, problem.n_units, self.samples, rng, self.paired, self.bootstrap)
-        ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
-        extras = {"stderr": stderr, "empty_values": ends[1], "rank": rank, "coalitions": value.evaluations,
-                  "kv_reused_tokens": value.reused_tokens}
-        return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)
+        return sampler_output(value, problem, estimate, {"stderr": stderr, "rank": rank})
+
+
+def check_sampler_options(method: Attributor, flags: tuple[str, ...]) -> None:
+    """The options every coalition sampler shares: `samples`, True/False `flags`, baseline, and the perturbation
+    options (memory budget, batch size, seed, reuse_prefix), each error naming the option."""
+    check_int(method.samples, "samples", 1)
+    check_flags(method, flags)
+    method.baseline = check_baseline(method.baseline)
+    check_perturbation_options(method)
+
+
+def sampler_output(value: PerturbationValue, problem: Problem, estimate: np.ndarray, extras: dict) -> MethodOutput:
+    """MethodOutput of a coalition sampler: the estimate, f(x) and v(empty) (memoized: no extra evaluations),
+    the coalitions run and the KV-cache reuse."""
+    ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
+    extras = {**extras, "empty_values": ends[1], "coalitions": value.evaluations, "kv_reused_tokens": value.reused_tokens}
+    return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)

@@ -42,26 +42,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
 from workbench.attribution.methods.base import (
-    Attributor,
     MethodOutput,
     check_choice,
     check_int,
 )
 from workbench.attribution.methods.kernel_shap import (
+    CoalitionSampler,
+    check_sampler_options,
     minimum_samples,
     paired_note,
+    sampler_output,
     solve,
 )
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
     PerturbationValue,
-    check_baseline,
     check_baseline_for,
 )
 from workbench.attribution.problem import Problem
-from workbench.tokenization.protocol import InputTypeError
 
 ValueFn = Callable[[np.ndarray], np.ndarray]
 SIZE_RULES = ("leverage", "kernel")
@@ -250,21 +249,6 @@ def leverage_shap(value: ValueFn, n_features: int, samples: int, rng: np.random.
     return estimate, stderr, rank
 
 
-@dataclass
-class CoalitionSampler(Attributor):
-    """Options shared by the coalition samplers here (leverage_shap, regression_adjusted_shap)."""
-
-    level = "unit"
-
-    samples: int = 64
-    paired: bool = True
-    baseline: str | int = "pad"
-    batch_size: int = 16
-    seed: int = 0
-    reuse_prefix: bool = True
-    memory_budget: int | None = None
-
-
 @register_method("leverage_shap")
 @dataclass
 class LeverageShap(CoalitionSampler):
@@ -295,24 +279,3 @@ class LeverageShap(CoalitionSampler):
         estimate, stderr, rank = leverage_shap(value, problem.n_units, self.samples, np.random.default_rng(self.seed),
                                                self.paired, self.bootstrap, self.sizes, self.without_replacement)
         return sampler_output(value, problem, estimate, {"stderr": stderr, "rank": rank})
-
-
-def check_sampler_options(method: Attributor, flags: tuple[str, ...]) -> None:
-    """The options every coalition sampler here shares: `samples`, True/False `flags`, baseline, memory budget,
-    batch size, seed (ValueError / InputTypeError naming the option)."""
-    check_int(method.samples, "samples", 1)
-    for name in flags:
-        if not isinstance(getattr(method, name), bool):
-            raise InputTypeError(f"{name} must be True or False, got {getattr(method, name)!r}")
-    method.baseline = check_baseline(method.baseline)
-    method.memory_budget = check_budget(method.memory_budget)
-    check_int(method.batch_size, "batch_size", 1)
-    check_int(method.seed, "seed", 0)
-
-
-def sampler_output(value: PerturbationValue, problem: Problem, estimate: np.ndarray, extras: dict) -> MethodOutput:
-    """MethodOutput of a coalition sampler: the estimate, f(x) and v(empty) (memoized: no extra evaluations),
-    the coalitions run and the KV-cache reuse."""
-    ends = value(np.stack([np.ones(problem.n_units, dtype=bool), np.zeros(problem.n_units, dtype=bool)]))
-    extras = {**extras, "empty_values": ends[1], "coalitions": value.evaluations, "kv_reused_tokens": value.reused_tokens}
-    return MethodOutput(estimate, ends[0], extras, evaluations=value.evaluations)

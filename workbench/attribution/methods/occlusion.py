@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_perturbation_options,
+)
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
     PerturbationValue,
@@ -23,7 +26,6 @@ from workbench.attribution.perturb import (
     check_baseline_for,
 )
 from workbench.attribution.problem import Problem
-from workbench.tokenization.protocol import InputTypeError
 
 
 @register_method("occlusion")
@@ -40,10 +42,7 @@ class Occlusion(Attributor):
 
     def __post_init__(self) -> None:
         self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        if not isinstance(self.reuse_prefix, bool):
-            raise InputTypeError(f"reuse_prefix must be True or False, got {self.reuse_prefix!r}")
+        check_perturbation_options(self)
 
     def check(self, problem: Problem) -> None:
         check_baseline_for(problem, self.baseline)

@@ -52,7 +52,6 @@ import numpy as np
 import torch
 
 from workbench.attribution.chunking import (
-    check_budget,
     plan_chunks,
     resolve_budget,
     row_bytes,
@@ -62,6 +61,7 @@ from workbench.attribution.methods.base import (
     MethodOutput,
     check_choice,
     check_int,
+    check_perturbation_options,
 )
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import kept_logits
@@ -114,11 +114,7 @@ class ReAGent(Attributor):
                                                                                           "vocab_size"):
                 raise InputTypeError(f"replacement_lm must be an LM (with forward and vocab_size), got "
                                      f"{type(self.replacement_lm).__name__}")
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
-        if not isinstance(self.reuse_prefix, bool):
-            raise InputTypeError(f"reuse_prefix must be True or False, got {self.reuse_prefix!r}")
+        check_perturbation_options(self)
 
     def check(self, problem: Problem) -> None:
         other = self.replacement_lm

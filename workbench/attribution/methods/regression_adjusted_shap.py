@@ -53,14 +53,12 @@ from workbench.attribution.methods.base import (
     check_choice,
     check_int,
 )
-from workbench.attribution.methods.leverage_shap import (
+from workbench.attribution.methods.kernel_shap import (
     CoalitionSampler,
-    Design,
-    allocate,
     check_sampler_options,
-    design,
     sampler_output,
 )
+from workbench.attribution.methods.leverage_shap import Design, allocate, design
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
     PerturbationValue,

@@ -23,8 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.attribution.chunking import check_budget
-from workbench.attribution.methods.base import Attributor, MethodOutput, check_int
+from workbench.attribution.methods.base import (
+    Attributor,
+    MethodOutput,
+    check_flags,
+    check_int,
+    check_perturbation_options,
+)
 from workbench.attribution.methods.registry import register_method
 from workbench.attribution.perturb import (
     PerturbationValue,
@@ -32,7 +37,6 @@ from workbench.attribution.perturb import (
     check_baseline_for,
 )
 from workbench.attribution.problem import Problem
-from workbench.tokenization.protocol import InputTypeError
 
 ValueFn = Callable[[np.ndarray], np.ndarray]
 
@@ -79,17 +83,12 @@ class Shapley(Attributor):
     memory_budget: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.antithetic, bool):
-            raise InputTypeError(f"antithetic must be True or False, got {self.antithetic!r}")
+        check_flags(self, ("antithetic",))
         check_int(self.permutations, "permutations", 4 if self.antithetic else 2)
         if self.antithetic and self.permutations % 2:
             raise ValueError(f"permutations must be even with antithetic=True (pairs), got {self.permutations}")
         self.baseline = check_baseline(self.baseline)
-        self.memory_budget = check_budget(self.memory_budget)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.seed, "seed", 0)
-        if not isinstance(self.reuse_prefix, bool):
-            raise InputTypeError(f"reuse_prefix must be True or False, got {self.reuse_prefix!r}")
+        check_perturbation_options(self)
 
     def check(self, problem: Problem) -> None:
         check_baseline_for(problem, self.baseline)
