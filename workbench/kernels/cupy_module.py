@@ -74,12 +74,13 @@ _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([\w.]+\.cuh)"[ \t]*$', flag
 def kernel_source(op: str) -> str:
     """The source NVRTC compiles for `op`: `kernels_cu/<op>.cu` with each `#include "<name>.cuh"` line replaced
     by that header from kernels_cu/ (headers include nothing themselves; any other #include is an error)."""
-    text = source_path(op).read_text()
+    source = source_path(op)
+    text = source.read_text()
 
     def paste(match: re.Match) -> str:
-        header = resource_dir("kernels_cu") / match.group(1)
+        header = source.parent / match.group(1)
         if not header.is_file():
-            raise FileNotFoundError(f"{source_path(op).name} includes {match.group(1)!r}, which kernels_cu/ lacks")
+            raise FileNotFoundError(f"{source.name} includes {match.group(1)!r}, which kernels_cu/ lacks")
         body = header.read_text()
         if re.search(r"^\s*#\s*include\b", body, flags=re.MULTILINE):
             raise ValueError(f"kernels_cu/{match.group(1)} includes another file; shared headers must include nothing")
@@ -87,7 +88,7 @@ def kernel_source(op: str) -> str:
 
     text = _INCLUDE.sub(paste, text)
     if re.search(r"^\s*#\s*include\b", text, flags=re.MULTILINE):
-        raise ValueError(f"{source_path(op).name} has an #include other than a kernels_cu/*.cuh header")
+        raise ValueError(f"{source.name} has an #include other than a kernels_cu/*.cuh header")
     return text
 
 
