@@ -37,7 +37,7 @@ def test_quest_selection(seed, seq, dtype, ties):
     state = _state(seed, seq, dtype, ties)
     for page_size in (1, 4, 16):
         for budget in (1, 0.3, 0.9, seq):
-            policy = Quest(budget=budget, page_size=page_size)
+            policy = Quest(budget=budget, page_size=page_size, dense_layers=0)
             assert torch.equal(policy.select(state), quest_by_hand(state, policy)), (page_size, budget)
 
 

@@ -16,3 +16,8 @@ def make_qkv(seed: int = 0, batch: int = 2, heads: int = 6, kv_heads: int = 2, c
 @pytest.fixture
 def qkv():
     return make_qkv
+
+
+def every_layer_sparse(name: str) -> dict:
+    """Selector params that make a policy select in every layer (Quest, as in its paper, keeps layers 0-1 dense)."""
+    return {"dense_layers": 0} if name == "quest" else {}

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from conftest import every_layer_sparse
+
 from workbench.models.tiny import tiny_lm
 from workbench.sparse import Budget, get_selector
 from workbench.sparse.integration import SparseAttention, sparse_generate
@@ -19,7 +21,7 @@ def lm():
 
 def step_logits(lm, name, mode, **params):
     """Prefill PROMPT, then feed TOKENS one by one at their true positions; evict after each step in evict mode."""
-    attn = SparseAttention(get_selector(name, budget=BUDGET, **params), mode=mode)
+    attn = SparseAttention(get_selector(name, budget=BUDGET, **{**every_layer_sparse(name), **params}), mode=mode)
     cache = lm.new_cache()
     out, lengths = [], []
     with lm.attention(attn):

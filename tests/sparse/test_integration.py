@@ -80,7 +80,7 @@ def test_kv_bytes_per_step_are_counted(lms):
         assert step.kv_bytes == 2 * 2 * 8 * 8 * 2 * 4
         assert step.index_bytes == 2 * 2 * 8 * 4 and step.metadata_bytes == 0
         assert step.dense_kv_bytes == 2 * 2 * step.context_len * 8 * 2 * 4
-    quest = sparse_generate(lm, PROMPT, "quest", budget=8, page_size=4, max_new_tokens=NEW)
+    quest = sparse_generate(lm, PROMPT, "quest", budget=8, page_size=4, dense_layers=0, max_new_tokens=NEW)
     pages = [-(-s.context_len // 4) for s in quest.steps]
     assert [s.metadata_bytes for s in quest.steps] == [2 * 2 * p * 2 * 8 * 4 for p in pages]
     d = gen.to_dict()

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_qkv
+from conftest import every_layer_sparse, make_qkv
 
 from workbench.sparse import (
     PAD,
@@ -86,7 +86,7 @@ def test_report_for_full_attention():
 
 def test_report_counts_policy_metadata_honestly():
     q, k, v, _ = make_qkv(4, context=50)
-    quest = evaluate_selection(get_selector("quest", budget=16, page_size=8), q, k, v)
+    quest = evaluate_selection(get_selector("quest", budget=16, page_size=8, dense_layers=0), q, k, v)
     assert quest.metadata_bytes == 2 * 2 * 7 * 2 * 8 * 4  # batch x kv heads x pages x (min, max) x D x fp32
     assert quest.scored_fraction == pytest.approx(14 / 50)
     assert quest.speedup_bound == pytest.approx(2 * 50 / (14 + 2 * 16))
@@ -118,6 +118,6 @@ def test_budget_larger_than_context_refused_before_work():
 @pytest.mark.parametrize("name", sorted(SELECTORS))
 def test_every_policy_evaluates_with_prefill(name):
     q, k, v, pq = make_qkv(6, context=40, prefill=32)
-    r = evaluate_selection(get_selector(name, budget=10), q, k, v, prefill_queries=pq)
+    r = evaluate_selection(get_selector(name, budget=10, **every_layer_sparse(name)), q, k, v, prefill_queries=pq)
     assert 0 < r.recall <= r.oracle_recall + 1e-6 <= 1 + 2e-6
     assert r.selected_per_head == (40 if name == "full" else 10)

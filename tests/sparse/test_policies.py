@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_qkv
+from conftest import every_layer_sparse, make_qkv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +41,7 @@ def test_unknown_parameter_is_named():
 
 def run_policy(name, q, k, pq, budget, **params):
     """Prefill observation (if the policy learns from attention), then one decode step."""
-    sel = get_selector(name, budget=budget, **params)
+    sel = get_selector(name, budget=budget, **{**every_layer_sparse(name), **params})
     state = LayerState(q, k, prefill_queries=pq)
     if sel.needs_observe:
         p = pq.shape[2]
@@ -190,9 +190,21 @@ def test_quest_page_bounds_brute_force():
 def test_quest_selects_whole_top_pages():
     q, k, _, _ = make_qkv(7, batch=1, heads=2, kv_heads=1, context=40, dim=8)
     k[0, 0, 20:24] += 3 * q[0, 0] / q[0, 0].norm()  # make page 5 (positions 20..23) clearly the best
-    idx = get_selector("quest", budget=8, page_size=4).select(LayerState(q, k))[0, 0].tolist()
+    idx = get_selector("quest", budget=8, page_size=4, dense_layers=0).select(LayerState(q, k))[0, 0].tolist()
     assert set(range(20, 24)) <= set(idx)
     assert all(idx.count(x) == 1 for x in idx) and len({i // 4 for i in idx}) == 2
+
+
+def test_quest_reads_its_first_dense_layers_in_full_and_pages_after_them():
+    q, k, _, _ = make_qkv(7, batch=1, heads=2, kv_heads=1, context=40, dim=8)
+    sel, everywhere = get_selector("quest", budget=8, page_size=4), get_selector("quest", budget=8, page_size=4,
+                                                                                   dense_layers=0)
+    assert sel.dense_layers == 2  # the paper's setting
+    for layer in (0, 1):
+        state = LayerState(q, k, layer_idx=layer)
+        assert sel.select(state)[0, 0].tolist() == list(range(40)) and sel.extra_bytes(state, 4) == 0
+    state = LayerState(q, k, layer_idx=2)
+    assert torch.equal(sel.select(state), everywhere.select(state)) and sel.extra_bytes(state, 4) == 10 * 2 * 8 * 4
 
 
 def test_tokenselect_reuses_cache_for_similar_queries_and_recomputes_otherwise():
@@ -210,14 +222,34 @@ def test_tokenselect_reuses_cache_for_similar_queries_and_recomputes_otherwise()
     second = sel.select(state)
     assert state.memory["tokenselect.reused"].all()
     assert sel.extra_bytes(state, 4) == 0
+    votes = sel.votes(LayerState(q, k))  # the first step's votes: the cached ranking
     for g in range(2):
-        assert set(second[0, g].tolist()) == voted[g] | {30}
+        # the previous token (29) left the recent window: it takes the place of the lowest-voted cached token
+        lowest = min(voted[g], key=lambda i: (votes[0, g, i].item(), -i))
+        assert set(second[0, g].tolist()) == (voted[g] - {lowest}) | {29, 30}
     # a dissimilar query: recomputed from the current keys, equal to a fresh selector's choice
     state.update(-q, k2)
     third = sel.select(state)
     assert not state.memory["tokenselect.reused"].any()
     assert sel.extra_bytes(state, 4) == 2 * 31 * 8 * 4
     assert torch.equal(third, get_selector("tokenselect", budget=6, threshold=0.95, recent=1).select(LayerState(-q, k2)))
+
+
+def test_tokenselect_reused_steps_keep_the_budget_and_every_token_that_left_the_recent_window():
+    q, k, _, _ = make_qkv(10, batch=1, heads=4, kv_heads=2, context=30)
+    sel = get_selector("tokenselect", budget=8, threshold=0.5, recent=2)
+    state = LayerState(q, k)
+    sel.select(state)
+    for step in range(1, 4):  # three reused steps: positions 28, 29, 30 leave the recent window one by one
+        k = torch.cat([k, torch.randn(1, 2, 1, 8)], 2)
+        state.update(q + 1e-3 * step, k)
+        idx = sel.select(state)
+        assert state.memory["tokenselect.reused"].all()
+        for g in range(2):
+            chosen = idx[0, g].tolist()
+            assert len(chosen) == 8 and len(set(chosen)) == 8
+            assert set(range(28, 28 + step)) <= set(chosen)  # handed over from the recent window
+            assert {k.shape[2] - 2, k.shape[2] - 1} <= set(chosen)  # the recent window itself
 
 
 def test_tokenselect_layer_vote_is_shared_by_all_kv_heads():
@@ -267,7 +299,8 @@ def test_head_group_mismatch_is_a_clear_error():
 
 @pytest.mark.parametrize("name,params,match", [
     ("streaming_llm", {"sinks": -1}, "sinks"), ("h2o", {"recent_fraction": 1.5}, "recent_fraction"),
-    ("quest", {"page_size": 0}, "page_size"), ("snapkv", {"kernel_size": 4}, "kernel_size"),
+    ("quest", {"page_size": 0}, "page_size"), ("quest", {"dense_layers": -1}, "dense_layers"),
+    ("snapkv", {"kernel_size": 4}, "kernel_size"),
     ("tokenselect", {"vote_over": "all"}, "vote_over"), ("keyformer", {"tau_init": 0}, "tau_init"),
 ])
 def test_bad_policy_parameters(name, params, match):

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SLOT_MEMORY = frozenset({"h2o.score", "h2o.evicted", "keyformer.score", "keyformer.evicted", "snapkv.votes",
                          "zero_tprune.importance"})
-SLOT_INDEX_MEMORY = frozenset({"tokenselect.voted"})
+SLOT_INDEX_MEMORY = frozenset({"tokenselect.keep"})
 UNSUPPORTED = {"spatten": "its token pruning state is shared by all layers and its rows may be PAD-padded"}
 
 

@@ -10,7 +10,11 @@ Here: the first `sinks` and the last `recent` positions are always read (the pap
 local tokens); the voted part fills the rest of the budget. Voting is per KV head over its query heads
 (`vote_over="group"`) or over all heads of the layer (`"layer"`, one vote shared by every KV head, as in the
 paper's token-level selection). The similarity is taken per (batch, KV head) over the group's concatenated query
-vectors, against the previous step's query. A reused head keeps its voted part and re-derives sinks/recent.
+vectors, against the previous step's query. A reused head keeps its voted part and re-derives sinks/recent;
+the positions that left the recent window (or arrived, with recent=0) since the votes were taken had no vote, so
+they take the places of the lowest-voted cached tokens (without this, a reused selection with recent=1 never
+reads the previous token, which cost +40% perplexity on real text). The paper keeps a large local window, where
+the difference is small; this hand-over is our addition.
 The group votes and the top-k go through `workbench.kernels` (tokenselect_votes, topk_select with ties to the
 lower position): CUDA kernels on a GPU with CuPy, their PyTorch references elsewhere; "layer" voting sums the
 per-query-head softmax here.
@@ -67,7 +71,7 @@ class TokenSelect(Selector):
         prev_q, prev_s = mem.get("tokenselect.query"), mem.get("tokenselect.context")
         mem["tokenselect.query"], mem["tokenselect.context"] = q, s
         if min(ks) >= s:  # everything fits: no voting, and no cache to reuse next step
-            mem.pop("tokenselect.voted", None)
+            mem.pop("tokenselect.keep", None)
             mem["tokenselect.reused"] = torch.zeros(state.kv_shape[:2], dtype=torch.bool, device=q.device)
             mem["tokenselect.scored"] = torch.zeros(state.kv_shape[:2], dtype=torch.bool, device=q.device)
             return all_positions(state.batch, state.num_kv_heads, s, state.keys.device)
@@ -80,19 +84,33 @@ class TokenSelect(Selector):
         n_recent = torch.tensor(recent, device=q.device).view(1, -1, 1)
         fixed = (pos < n_sink) | (pos >= s - n_recent)
 
-        cached = mem.get("tokenselect.voted")
+        # keep-scores of the cached voted tokens over positions (-inf elsewhere): votes, +inf for handed-over ones
+        cached = mem.get("tokenselect.keep")
         reuse = torch.zeros(state.kv_shape[:2], dtype=torch.bool, device=q.device)
         if cached is not None and prev_s == s - 1 and mem.get("tokenselect.k") == ks:
             reuse = torch.nn.functional.cosine_similarity(q, prev_q, dim=-1) >= self.threshold
-        if bool(reuse.all()) and max(voted_k) > 0:
-            voted = cached
-        elif max(voted_k) > 0:
-            # votes are >= 0, so the fixed positions (-inf) rank last: the top voted_k are all free positions
-            fresh = topk_select(self.votes(state).masked_fill(fixed, float("-inf")), voted_k, check_values=False)
-            voted = torch.where(reuse.unsqueeze(-1), cached, fresh) if cached is not None and cached.shape == fresh.shape else fresh
+        if max(voted_k) > 0:
+            if reuse.any():
+                rolled = torch.cat([cached, cached.new_full((*cached.shape[:2], 1), float("-inf"))], -1)
+                # positions before the recent window that were inside it (or not yet cached) at the last vote
+                handed_over = (pos >= prev_s - n_recent) & ~fixed
+                rolled = rolled.masked_fill(handed_over, float("inf"))
+            if bool(reuse.all()):
+                score = rolled
+            else:
+                # votes are >= 0, so the fixed positions (-inf) rank last: the top voted_k are all free positions
+                score = self.votes(state).masked_fill(fixed, float("-inf"))
+                if reuse.any():
+                    score = torch.where(reuse.unsqueeze(-1), rolled, score)
+            score = score.masked_fill(fixed, float("-inf"))
+            voted = topk_select(score, voted_k, check_values=False)
+            keep = torch.full_like(score, float("-inf"))
+            keep.scatter_(-1, voted.clamp(min=0), score.gather(-1, voted.clamp(min=0)))
+            mem["tokenselect.keep"] = keep.masked_fill(~indices_to_mask(voted, s), float("-inf"))
         else:
             voted = torch.full((*state.kv_shape[:2], 0), PAD, dtype=torch.long, device=q.device)
-        mem["tokenselect.voted"], mem["tokenselect.k"], mem["tokenselect.reused"] = voted, ks, reuse
+            mem.pop("tokenselect.keep", None)
+        mem["tokenselect.k"], mem["tokenselect.reused"] = ks, reuse
         mem["tokenselect.scored"] = ~reuse if max(voted_k) > 0 else torch.zeros_like(reuse)
         return mask_to_indices(indices_to_mask(voted, s) | fixed.expand(state.kv_shape))
 
