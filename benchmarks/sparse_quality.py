@@ -32,7 +32,7 @@ import torch
 
 BUDGETS = [64, 128, 256, 512, 1024]
 QUERY_AWARE = ["quest", "landmark", "tokenselect", "fasa"]
-ANSWER_TOKENS = 6  # greedy tokens decoded per passkey answer (" 12345": a space and one token per digit)
+ANSWER_TOKENS = 8  # greedy tokens per passkey answer: " 12345" is 6 (a space, one token per digit) plus 2 of slack
 
 
 def text_windows(lm, n: int, tokens: int) -> torch.Tensor:
@@ -268,7 +268,11 @@ def main() -> None:
     ap.add_argument("--passkey-format", default="landmark", choices=["landmark", "kjv"],
                     help="passkey task: the Landmark Attention paper's filler (default) or KJV verses")
     ap.add_argument("--seeds", type=int, default=1, help="passkey items per (length, depth)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="index of the first item per (length, depth): parts with disjoint items for --merge")
     ap.add_argument("--key-digits", type=int, default=5, help="digits of the passkey")
+    ap.add_argument("--answer-tokens", type=int, default=ANSWER_TOKENS,
+                    help="greedy tokens decoded per passkey answer (slack for a prefix such as ' is')")
     ap.add_argument("--skip-needle", action="store_true")
     ap.add_argument("--skip-ppl", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
@@ -307,6 +311,10 @@ def main() -> None:
             raise SystemExit(f"--depths must lie in [0, 1], got {d}")
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+    if args.first_seed < 0:
+        raise SystemExit(f"--first-seed must be >= 0, got {args.first_seed}")
+    if args.answer_tokens < 1:
+        raise SystemExit(f"--answer-tokens must be >= 1, got {args.answer_tokens}")
     if not 1 <= args.key_digits <= 18:
         raise SystemExit(f"--key-digits must be in [1, 18], got {args.key_digits}")
     runs = [(p, b) for p in policies for b in budgets]
@@ -318,7 +326,9 @@ def main() -> None:
         "command": "python benchmarks/sparse_quality.py " + " ".join(os.sys.argv[1:]),
         "config": {"model": args.model, "policies": policies, "budgets": budgets, "prefix": prefix, "score": score,
                    "texts": texts, "lengths": lengths, "depths": depths, "threads": torch.get_num_threads(),
-                   "passkey_format": args.passkey_format, "seeds": args.seeds, "key_digits": args.key_digits},
+                   "passkey_format": args.passkey_format, "seeds": args.seeds, "first_seed": args.first_seed,
+                   "key_digits": args.key_digits,
+                   "answer_tokens": args.answer_tokens},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpus": os.cpu_count()},
         "loadavg_start": [round(x, 2) for x in load0],
     }
@@ -345,11 +355,11 @@ def main() -> None:
         filler = kjv_filler(lm, max(lengths) * 2) if args.passkey_format == "kjv" else None
         items = [make_needle_item(lm.tokenizer, filler, n, d, seed=1000 * n + round(100 * d) + 100000 * i,
                                   max_context=lm.max_context, fmt=args.passkey_format, key_digits=args.key_digits)
-                 for n in lengths for d in depths for i in range(args.seeds)]
+                 for n in lengths for d in depths for i in range(args.first_seed, args.first_seed + args.seeds)]
         parts = []
         for n in lengths:  # one length at a time, saved after each (a run killed later keeps the finished lengths)
-            fits = [r for r in runs if r[1] <= n + ANSWER_TOKENS - 1]  # a larger budget would be full KV here
-            nd = needle_accuracy(lm, [it for it in items if it.length == n], fits, answer_tokens=ANSWER_TOKENS,
+            fits = [r for r in runs if r[1] <= n + args.answer_tokens - 1]  # a larger budget would be full KV here
+            nd = needle_accuracy(lm, [it for it in items if it.length == n], fits, answer_tokens=args.answer_tokens,
                                  group=args.group, progress=True)
             parts.append(nd.to_dict())
             res["needle"] = merge_needle(parts)

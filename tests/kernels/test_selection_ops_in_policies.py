@@ -21,7 +21,8 @@ def quest_by_hand(state: LayerState, policy: Quest) -> torch.Tensor:
     kmax = torch.cat([k, k.new_full((b, h_kv, pad, d), -math.inf)], 2).reshape(b, h_kv, pages, ps, d).amax(3)
     score = group_max(page_upper_bound(state.query, kmin, kmax), h_kv)
     pos = torch.arange(s)
-    return top_k_lex(policy.k_per_head(state), state.kv_shape, score[..., pos // ps], pos.view(1, 1, -1))
+    current_page = (pos // ps == (s - 1) // ps).view(1, 1, -1)
+    return top_k_lex(policy.k_per_head(state), state.kv_shape, current_page, score[..., pos // ps], pos.view(1, 1, -1))
 
 
 def _state(seed: int, seq: int, dtype: torch.dtype, ties: bool) -> LayerState:

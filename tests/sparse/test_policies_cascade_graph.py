@@ -137,9 +137,10 @@ def test_landmark_differs_from_quest_on_a_lone_strong_key():
     k[0, 0, 0:4, 0] = torch.tensor([6.0, -5, -5, -5])  # block 0: one strong key, mean -2.25
     k[0, 0, 4:8, 0] = 0.5  # block 1: uniformly mild, mean 0.5
     state = LayerState(q, k)
-    quest = get_selector("quest", budget=4, page_size=4, dense_layers=0).select(state)[0, 0].tolist()
-    landmark = get_selector("landmark", budget=4, block_size=4, local_blocks=0).select(state)[0, 0].tolist()
-    assert quest == [0, 1, 2, 3] and landmark == [4, 5, 6, 7]
+    # both always read the current page / block (12..15); the other 4 tokens show the difference
+    quest = get_selector("quest", budget=8, page_size=4, dense_layers=0).select(state)[0, 0].tolist()
+    landmark = get_selector("landmark", budget=8, block_size=4, local_blocks=1).select(state)[0, 0].tolist()
+    assert quest == [0, 1, 2, 3, 12, 13, 14, 15] and landmark == [4, 5, 6, 7, 12, 13, 14, 15]
 
 
 # ---- FASA --------------------------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ split into pages of `page_size` tokens; each page stores the channel-wise min an
 the page's criticality is sum_d max(q_d * max_d, q_d * min_d), an upper bound of q.k for every key in the page.
 Only the top-scoring pages are read.
 
-Here: the budget is in tokens and is filled by whole pages in score order; the last chosen page is cut (keeping
-its most recent tokens) to meet the budget exactly. The last, partial page has bounds over its valid keys.
+Here: the budget is in tokens. As in the paper's implementation (its page budget includes the last page), the
+page holding the current token is always read; the rest of the budget is filled by whole pages of the others in
+score order, the last chosen page cut (keeping its most recent tokens) to meet the budget exactly. The last,
+partial page has bounds over its valid keys. Without the current page the model loses track of what it has just
+written: in the passkey test it copied the key's digits but skipped or repeated some.
 GQA: a KV head's page score is the max over its query heads of their bounds (still an upper bound for each).
 As in the paper, the first `dense_layers` (default 2) layers read every token: their attention is diffuse and
 a page top-k there degrades every later layer (on SmolLM2 at 1k context and a 1/8 budget, perplexity +191%
@@ -69,7 +72,8 @@ class Quest(Selector):
         kmin, kmax = quest_page_bounds(state.keys.to(common), self.page_size)
         score = quest_page_scores(state.query.to(common), kmin, kmax)  # max over each KV head's group
         pos = torch.arange(state.context_len, device=score.device)
-        token_score = score[..., pos // self.page_size]
+        page = pos // self.page_size
+        token_score = score[..., page].masked_fill(page == page[-1], float("inf"))  # the current page first
         # Ties (always within a page, often across pages) go to the more recent position.
         return topk_select(token_score, self.k_per_head(state), "higher", check_values=False)
 
