@@ -164,6 +164,15 @@ def test_prompt_lookup_key_is_the_matched_ngram_and_tables_persist_per_lm():
 
     drafter = get_drafter("prompt_lookup")
     assert drafter.draft_key([1, 2, 3, 9, 1, 2, 3]) == 3 and drafter.draft_key([5, 6, 7]) == 0
+    # the 3-gram (1, 2, 3) also agrees one token further back (7): key 4; capped at max(key_cap, n)
+    agree = [7, 1, 2, 3, 9, 8, 7, 1, 2, 3]
+    assert drafter.draft_key(agree) == 4 and get_drafter("prompt_lookup", key_cap=3).draft_key(agree) == 3
+    assert get_drafter("prompt_lookup", key_cap=1).draft_key(agree) == 3
+    long = [5, 6, 7, 8, 1, 2, 3, 4, 9, 5, 6, 7, 8, 1, 2, 3, 4]
+    assert drafter.draft_key(long) == 8 and get_drafter("prompt_lookup", key_cap=20).draft_key(long) == 8
+    assert get_drafter("prompt_lookup", key_cap=5).draft_key(long) == 5
+    expected = [[9, 5, 6, 7, 8, 1, 2, 3, 4]]  # the key never changes the draft
+    assert drafter.continuations(long) == get_drafter("prompt_lookup", key_cap=3).continuations(long) == expected
     assert drafter.draft_key([4, 1, 5, 1]) == 1 and drafter.continuations([4, 1, 5, 1]) == [[5, 1]]
     assert get_drafter("lookahead").draft_key([1, 2, 3, 9, 1, 2, 3]) >= 3
     lm = tiny_lm("llama", seed=3)
@@ -179,7 +188,7 @@ class EmptyDrafter(Drafter):
         return DraftTree.empty()
 
 
-def test_forward_times_are_calibrated_once_and_lowered_by_faster_steps():
+def test_forward_times_are_calibrated_once_and_not_moved_by_the_steps():
     from workbench.speculative.decode import _FORWARD_TIMES
     from workbench.speculative.target_forward import INPUT_MAJOR_FROM
 
@@ -192,7 +201,7 @@ def test_forward_times_are_calibrated_once_and_lowered_by_faster_steps():
     calls = lm.counters.forward_calls
     g = speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True)
     assert lm.counters.forward_calls - calls == 1 + len(g.steps)  # prefill + steps: no second calibration
-    assert times[1] < 1e9 and times[6] == 1e9  # only the fed size (root only) moved
+    assert set(times.values()) == {1e9}  # the steps' own forwards do not bias the table (decode.py docstring)
     speculative_generate(lm, PROMPT, drafter=EmptyDrafter(), max_new_tokens=3, budget=5, cost_aware=True,
                          input_major=False)
     assert set(_FORWARD_TIMES[lm]) == {(True, INPUT_MAJOR_FROM), (True, None)}  # one table per path

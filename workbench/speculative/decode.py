@@ -24,11 +24,15 @@ weights). On CUDA (or with tree_attention=True) every non-empty tree is verified
 
 Cost-aware budget (cost_aware=True; Chen et al., "Sequoia", 2024, and SpecDec++, Huang et al., 2024, choose
 the draft size from measured costs in the same spirit): the target's forward time t(n) for n fed tokens after
-the prompt is measured once per LM, forward path and process (the fastest of 3 timed forwards at every n in
-1..budget + 1 on the prompt's cache, then cropped away; these forwards count in the first generation's time and
-forward calls), and every later verification forward lowers t(n) to its time when faster (the minimum is the
-uncontended cost on a shared machine). Each step asks the drafter for its draft key (`Drafter.draft_key`, e.g. the
-length of the matched n-gram), estimates the conditional acceptance a_d at depth d for that key from the drafter's
+the prompt is measured once per LM, forward path and process (median of CALIBRATION_REPS rounds over every n in
+1..budget + 1, the sizes interleaved in each round (forward_costs.time_fed_forwards), on the prompt's cache,
+then cropped away; these forwards count in the first generation's time and forward calls). The table is not
+updated from the steps' own forwards: the rule depends only on the ratios t(n) / t(1), and lowering t(n) to the
+fastest step seen at n (as an earlier version did) favours the sizes used most (more samples, lower minimum) and
+mixes contexts of different lengths; on a loaded machine that collapsed the drafts to ~1 node per step (live:
+tau 1.2-1.3 where the replay of speculative/replay.py, on costs measured with interleaved medians, gives 2.5).
+Each step asks the drafter for its draft key (`Drafter.draft_key`, e.g. how far back the context agrees with
+the occurrence prompt lookup copies from), estimates the conditional acceptance a_d at depth d for that key from the drafter's
 acceptance table on this LM (acceptance.py: smoothed counts kept across generations, backed off to the pooled
 estimate over keys; an unseen depth takes a_{d-1}, a_0 = 1/2) and caps the step's
 draft at the k in [1, budget] that maximises the expected tokens per second of a chain,
@@ -39,6 +43,7 @@ verifier stays lossless; with sampling the drawn tokens then depend on timings, 
 """
 from __future__ import annotations
 
+import statistics
 import time
 import weakref
 from collections.abc import Sequence
@@ -47,6 +52,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .drafters import Drafter, check_budget, get_drafter
+from .forward_costs import time_fed_forwards
 from .metrics import SpeculativeGeneration, StepRecord
 from .acceptance import table_for
 from .sampling import SamplingConfig, probs_from_logits
@@ -63,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.models import LM
     from workbench.models.cache import KVCache
 
+CALIBRATION_REPS = 3  # interleaved rounds of the forward-time calibration (median per size)
 _FORWARD_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm -> {path: {n fed: seconds}}
 
 
@@ -181,7 +188,6 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                                    f"a budget of {step_budget}")
 
             ids = [context[-1]] + tree.tokens.tolist()
-            fed = time.perf_counter()
             if len(tree) and use_tree_attention:
                 with lm.attention(TreeAttention(tree, check_mask=False)):
                     out = lm.forward(ids, cache=cache, position_ids=tree.position_ids(prefix, include_root=True),
@@ -190,8 +196,6 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
                 out = target(ids, cache, tree.position_ids(prefix, include_root=True), tree.prefix_mask(prefix))
             else:  # no draft, or a chain: positions prefix + 0..n and the causal mask are the tree's own
                 out = target(ids, cache)
-            if times is not None and len(ids) in times:
-                times[len(ids)] = min(times[len(ids)], time.perf_counter() - fed)
             logits = out.logits[0]
             if fast_greedy:
                 result = verifier.verify_argmax(tree, logits.argmax(-1).tolist())
@@ -250,20 +254,13 @@ def _is_chain(tree: DraftTree) -> bool:
 
 def _forward_times(lm: LM, target: TargetForward, cache: KVCache, root: int, budget: int) -> dict[int, float]:
     """Seconds of one target forward of n tokens after this cache, every n in 1..budget + 1, through `target` (the
-    step's own forward path; measured once per LM and path: fastest of 3, the cache cropped back after each); cached,
-    extended when a larger budget asks."""
+    step's own forward path; measured once per LM and path: median of CALIBRATION_REPS interleaved rounds, the
+    cache cropped back after each forward); cached, extended when a larger budget asks."""
     known = _FORWARD_TIMES.setdefault(lm, {}).setdefault((target.gqa, target.input_major_from), {})
-    length = cache.length
-    for n in range(1, budget + 2):
-        if n in known:
-            continue
-        runs = []
-        for _ in range(3):
-            tick = time.perf_counter()
-            target([root] * n, cache)
-            runs.append(time.perf_counter() - tick)
-            cache.crop(length)
-        known[n] = min(runs)
+    missing = [n for n in range(1, budget + 2) if n not in known]
+    if missing:
+        runs = time_fed_forwards(target, cache, root, missing, CALIBRATION_REPS)
+        known.update({n: statistics.median(seconds) for n, seconds in runs.items()})
     return known
 
 
