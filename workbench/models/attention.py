@@ -33,23 +33,19 @@ FN_ATTRIBUTE = "_workbench_attention_fn"
 AttentionFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]"]
 
 
-def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
-    """[B, H_kv, S, D] -> [B, H_kv * groups, S, D]: each KV head serves `groups` consecutive query heads."""
-    return states if groups == 1 else torch.repeat_interleave(states, groups, dim=1)
-
-
 def reference_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, layer_idx: int | None = None,
                         scaling: float, attention_mask: torch.Tensor | None = None, module=None,
                         return_weights: bool = False):
     """Plain attention, the meaning every override is measured against (Vaswani et al. 2017).
 
-    softmax(Q K^T * scaling [softcapped as the module asks] + mask) V, with GQA by repeating KV heads.
+    softmax(Q K^T * scaling [softcapped as the module asks] + mask) V. GQA: query head h reads KV head
+    h // groups, computed by stacking each KV head's query heads (no repeated copy of the keys and values).
     Returns [B, H, T, D], or (output, probabilities [B, H, T, S]) when return_weights.
     """
-    groups = query.shape[1] // key.shape[1]
-    k = repeat_kv(key, groups)
-    v = repeat_kv(value, groups)
-    scores = torch.matmul(query, k.transpose(-1, -2)) * scaling
+    b, h, t, d = query.shape
+    h_kv, s = key.shape[1], key.shape[2]
+    grouped = query.reshape(b, h_kv, (h // h_kv) * t, d)  # query heads of one KV head, rows stacked
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).reshape(b, h, t, s) * scaling
     softcap = getattr(module, "attn_logit_softcapping", None)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
@@ -61,7 +57,7 @@ def reference_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     else:
         scores = scores + attention_mask
     probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
-    out = torch.matmul(probs, v)
+    out = torch.matmul(probs.reshape(b, h_kv, -1, s), value).reshape(b, h, t, value.shape[-1])
     return (out, probs) if return_weights else out
 
 
