@@ -12,9 +12,9 @@ in the same run.
    tokens, the AR decode forward, the prefill; medians of --reps, sizes interleaved, --threads torch threads).
 4. Replays per drafter: fixed draft length k in {1, 2, 4, 8, 16}; `cost_aware` (the rule of
    `speculative_generate(cost_aware=True)`, its acceptance table fresh at the first prompt and kept across the
-   prompts in order, as one LM keeps it); for prompt lookup also `cost_aware_ngram_key`, the same rule with the
-   draft key it had before (the matched n-gram's length, `key_cap=1`, instead of how far back the context agrees
-   with the copied occurrence); `oracle` (hindsight: the least-cost draft length for every step).
+   prompts in order, as one LM keeps it); `cost_aware_ngram_key`, the same rule with the draft key the drafters
+   had before (the length of the n-gram / suffix they matched, `key_cap=1`, instead of how far back the context
+   agrees with earlier text, see their `draft_key`); `oracle` (hindsight: the least-cost draft length per step).
    Drafter instances are kept across the prompts in order, as speculative_cpu.py keeps them within a repetition.
    Each prompt's policies see that prompt's measured costs.
 
@@ -63,9 +63,8 @@ def ground_truth(lm, model: str, prompts: list[dict], max_new_tokens: int, path:
     return {p["name"]: cache[truth_key(model, p["ids"], max_new_tokens)]["new_ids"] for p in prompts}
 
 
-def policy_names(drafter: str) -> list[str]:
-    extra = ["cost_aware_ngram_key"] if drafter == "prompt_lookup" else []
-    return [f"fixed_{k}" for k in FIXED] + extra + ["cost_aware", "oracle"]
+def policy_names() -> list[str]:
+    return [f"fixed_{k}" for k in FIXED] + ["cost_aware_ngram_key", "cost_aware", "oracle"]
 
 
 def run_replays(drafter_name: str, prompts: list[dict], truths: dict, costs: dict, budget: int,
@@ -75,10 +74,9 @@ def run_replays(drafter_name: str, prompts: list[dict], truths: dict, costs: dic
     from workbench.speculative.acceptance import AcceptanceTable
     from workbench.speculative.replay import CostAware, FixedLength, replay, replay_oracle
 
-    names = policy_names(drafter_name)
+    names = policy_names()
     drafters = {name: get_drafter(drafter_name) for name in names}
-    if "cost_aware_ngram_key" in names:  # the key before: the matched n-gram's length (key_cap 1 -> n)
-        drafters["cost_aware_ngram_key"] = get_drafter(drafter_name, key_cap=1)
+    drafters["cost_aware_ngram_key"] = get_drafter(drafter_name, key_cap=1)  # the key before: the match's length
     tables = {name: AcceptanceTable() for name in names if name.startswith("cost_aware")}
     out: dict[str, list] = {name: [] for name in names}
     for p in prompts:
@@ -108,14 +106,14 @@ def summarise(results: list, costs: list) -> dict:
 
 
 def markdown(result: dict) -> str:
-    s = result["settings"]
-    lines = [f"# speculative_replay", "",
-             f"{result['model']}, greedy fp32, {result['num_prompts']} prompts ({s['per_category']} per category), "
-             f"{s['max_new_tokens']} new tokens, budget {s['budget']}, forward costs: medians of {s['reps']} per "
-             f"prompt, {result['threads']} thread(s), load average {result['load_average_before'][0]:.2f} -> "
-             f"{result['load_average_after'][0]:.2f}. Overall c(n)/c_ar: "
-             + ", ".join(f"{n}: {result['relative_costs'][str(n)]:.2f}" for n in (1, 2, 3, 5, 9, 17)
-                         if str(n) in result["relative_costs"]) + ".",
+    s, load = result["settings"], result["load_average_before"][0]
+    relative = ", ".join(f"{n}: {result['relative_costs'][str(n)]:.2f}" for n in (1, 2, 3, 5, 9, 17)
+                         if str(n) in result["relative_costs"])
+    setting = (f"{result['model']}, greedy fp32, {result['num_prompts']} prompts ({s['per_category']} per category), "
+               f"{s['max_new_tokens']} new tokens, budget {s['budget']}")
+    measured = (f"forward costs: medians of {s['reps']} per prompt, {result['threads']} thread(s), load average "
+                f"{load:.2f} -> {result['load_average_after'][0]:.2f}. Overall c(n)/c_ar: {relative}.")
+    lines = ["# speculative_replay", "", f"{setting}, {measured}",
              "", "Estimated speedup over autoregressive decoding from an exact replay (est.: forwards only; +draft: "
              "with the measured drafting time; +prefill: with each prompt's prefill on both sides).", ""]
     for drafter, table in result["drafters"].items():
@@ -188,8 +186,11 @@ def main() -> None:
             if idx:
                 table["per_category"][c] = {name: summarise([rs[i] for i in idx], [every[i] for i in idx])
                                             for name, rs in replays.items()}
+        table["step_columns"] = ["position", "key", "drafted", "accepted"]
         table["prompts"] = [{"name": p["name"], "category": p["category"],
-                             **{name: rs[i].to_dict() for name, rs in replays.items()}}
+                             **{name: {"tau": rs[i].tau, "steps": [[s.position, s.key, s.drafted, s.accepted]
+                                                                   for s in rs[i].steps]}
+                                for name, rs in replays.items()}}
                             for i, p in enumerate(prompts)]
         result["drafters"][drafter] = table
     result["costs"] = {p["name"]: costs[p["name"]].to_dict() for p in prompts}
@@ -198,7 +199,7 @@ def main() -> None:
     result["total_seconds"] = time.perf_counter() - started
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.write_text(json.dumps(result) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')}")

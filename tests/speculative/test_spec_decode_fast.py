@@ -159,7 +159,7 @@ def test_acceptance_by_key_separates_confident_drafts():
     assert _best_draft_size(table.estimate(3, 16), times) >= 8 and _best_draft_size(table.estimate(1, 16), times) == 1
 
 
-def test_prompt_lookup_key_is_the_matched_ngram_and_tables_persist_per_lm():
+def test_draft_keys_measure_the_agreement_with_earlier_text_and_tables_persist_per_lm():
     from workbench.speculative import get_drafter
 
     drafter = get_drafter("prompt_lookup")
@@ -173,6 +173,14 @@ def test_prompt_lookup_key_is_the_matched_ngram_and_tables_persist_per_lm():
     assert get_drafter("prompt_lookup", key_cap=5).draft_key(long) == 5
     expected = [[9, 5, 6, 7, 8, 1, 2, 3, 4]]  # the key never changes the draft
     assert drafter.continuations(long) == get_drafter("prompt_lookup", key_cap=3).continuations(long) == expected
+    # Lookahead: the longest suffix (n <= m <= max(key_cap, n), m < ngram) the trie holds with a continuation
+    assert get_drafter("lookahead").draft_key(long) == 8 and get_drafter("lookahead", key_cap=20).draft_key(long) == 8
+    assert get_drafter("lookahead", key_cap=5).draft_key(long) == 5
+    assert get_drafter("lookahead", key_cap=2).draft_key(long) == 4  # the matched length (max_match 4)
+    assert get_drafter("lookahead").draft_key([5, 6, 7]) == 0
+    trees = [get_drafter("lookahead", key_cap=c).propose(long, 8) for c in (2, 8)]
+    assert [t.tokens.tolist() for t in trees[1:]] == [trees[0].tokens.tolist()] and len(trees[0]) == 6
+    assert [t.parents.tolist() for t in trees[1:]] == [trees[0].parents.tolist()]
     assert drafter.draft_key([4, 1, 5, 1]) == 1 and drafter.continuations([4, 1, 5, 1]) == [[5, 1]]
     assert get_drafter("lookahead").draft_key([1, 2, 3, 9, 1, 2, 3]) >= 3
     lm = tiny_lm("llama", seed=3)

@@ -127,12 +127,14 @@ class LookaheadDrafter(Drafter):
     min_match: int = 1
     corpus: Sequence[str | Sequence[int]] = ()
     reset_each_generation: bool = False
+    key_cap: int = 8
     trie: NGramTrie | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_int(self.ngram, "ngram (longest n-gram stored: matched suffix + continuation)", 2)
         _check_int(self.max_match, "max_match", 1)
         _check_int(self.min_match, "min_match", 1)
+        _check_int(self.key_cap, "key_cap", 1)
         if self.min_match > self.max_match:
             raise ValueError(f"min_match ({self.min_match}) must be <= max_match ({self.max_match})")
         if self.max_match >= self.ngram:
@@ -188,9 +190,19 @@ class LookaheadDrafter(Drafter):
         return 0, None
 
     def draft_key(self, context_ids: Sequence[int]) -> int:
-        """The length of the matched context suffix (0: none), the confidence signal of the cost-aware budget."""
+        """The confidence signal of the cost-aware budget: 0 without a match, else the longest context suffix, of
+        at least the matched length n and at most max(key_cap, n) tokens (and < ngram), that the trie holds with a
+        continuation; longer suffixes than max_match are only looked up here, the draft still grows below the
+        n-token match."""
         self._sync(context_ids)
-        return self.match(self._seq)[0]
+        n, _ = self.match(self._seq)
+        if n == 0:
+            return 0
+        for m in range(min(max(self.key_cap, n), self.ngram - 1, len(self._seq)), n, -1):
+            node = self.trie.find(self._seq[len(self._seq) - m:])
+            if node is not None and node.children:
+                return m
+        return n
 
     def propose(self, context_ids: Sequence[int], budget: int) -> DraftTree:
         check_budget(budget)
