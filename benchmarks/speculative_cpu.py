@@ -45,6 +45,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -272,6 +273,7 @@ def _targets_line(label: str, t: dict) -> str:
 def markdown(result: dict) -> str:
     methods = result["methods"]
     lines = [f"# speculative_cpu{' (pair)' if result['settings']['pair'] else ''}", "",
+             f"Command: `{result['command']}`" if result.get("command") else "", "",
              f"{result['model']} (draft: {result.get('draft_model') or '-'}), greedy fp32, {result['num_prompts']} "
              f"prompts, {result['settings']['max_new_tokens']} new tokens, median of {result['settings']['reps']}, "
              f"{result['threads']} threads, load average {result['load_average_before'][0]:.2f} -> "
@@ -398,6 +400,7 @@ def main() -> None:
                          if any(r["category"] == c for r in rows)},
         "prompts": rows,
     }
+    result["command"] = "python benchmarks/speculative_cpu.py " + " ".join(sys.argv[1:])
     result["load_average_before"] = list(load_before)
     result["load_average_after"] = list(os.getloadavg())
     result["total_seconds"] = time.perf_counter() - started
