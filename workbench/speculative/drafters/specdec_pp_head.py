@@ -112,8 +112,9 @@ def _check_positive(value, name: str, integer: bool = False) -> None:
 
 def fit_acceptance_head(features: torch.Tensor, accepted: torch.Tensor, hidden: Sequence[int] = (),
                         rejected_weight: float = 1.0, epochs: int = 300, lr: float = 0.05, seed: int = 0,
-                        progress: bool = False) -> AcceptanceHead:
-    """Fit an AcceptanceHead on features [N, D] and acceptance labels [N] in [0, 1] (weighted BCE, Adam)."""
+                        progress: bool = False, weight_decay: float = 0.0) -> AcceptanceHead:
+    """Fit an AcceptanceHead on features [N, D] and acceptance labels [N] in [0, 1] (weighted BCE, Adam;
+    `weight_decay` is Adam's L2 penalty on every weight and bias, for small calibration sets)."""
     if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"features must be a non-empty tensor [N, D], got {getattr(features, 'shape', features)!r}")
     if not isinstance(accepted, torch.Tensor) or accepted.shape != features.shape[:1]:
@@ -123,6 +124,9 @@ def fit_acceptance_head(features: torch.Tensor, accepted: torch.Tensor, hidden: 
     _check_positive(rejected_weight, "rejected_weight")
     _check_positive(epochs, "epochs", integer=True)
     _check_positive(lr, "lr")
+    if (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0
+            or not math.isfinite(weight_decay)):
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
     x = features.detach().to(torch.float32)
     y = accepted.detach().to(torch.float32)
     with torch.random.fork_rng(devices=[]):
@@ -130,7 +134,7 @@ def fit_acceptance_head(features: torch.Tensor, accepted: torch.Tensor, hidden: 
         head = AcceptanceHead(x.shape[1], hidden)
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0, unbiased=False).clamp(min=1e-6))
-    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    optimiser = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=float(weight_decay))
     steps = range(epochs)
     if progress:
         from tqdm.auto import tqdm
