@@ -23,10 +23,13 @@ and --new-tokens), so refitting with other head settings skips the model runs.
 Held-out split by PROMPT (positions within a prompt are correlated): every --heldout-every-th prompt (default 4:
 prompts 4 and 8 of 8) is held out; the head saved is the one fit on the other prompts (logistic regression by
 default, weighted BCE with --rejected-weight, Adam with --weight-decay as an L2 penalty: the calibration set is
-small next to the draft's 896 hidden features). Reported per split: positions, acceptance rate (label balance),
-weighted and plain BCE, accuracy at 0.5 against the majority-class rate, ROC AUC (pairwise count).
+small next to the draft's 896 hidden features). Reported per split (train, held-out, and
+leave-one-prompt-out over all prompts: each scored by a head fit on the others): positions, acceptance rate
+(label balance), weighted and plain BCE, the BCE of predicting the training acceptance rate everywhere (the
+constant baseline), accuracy at 0.5 against the majority-class rate, ROC AUC (pairwise count). Prompts are built
+with the target's tokenizer alone, so a cached calibration loads no model.
 
-Writes the head to --out (default benchmarks/results/specdec_pp_head_qwen.pt: about 11 KB for logistic
+Writes the head to --out (default benchmarks/results/specdec_pp_head_qwen.pt: about 13 KB for logistic
 regression) and benchmarks/results/specdec_pp_train.json + .md; os.getloadavg() is recorded before and after.
 Simplifications: one small calibration run (8 prompts x 32 tokens by default, ~10 minutes on one thread), greedy
 labels only (the benchmark decodes greedily), no hyperparameter search.
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -46,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from speculative_cpu import CATEGORIES, _chat, build_prompts  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 CALIBRATION_MATH = [
     "A library has 120 books on a shelf. On Monday 18 books are borrowed and 7 are returned; on Tuesday 25 are "
@@ -103,18 +108,40 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
     return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
 
 
-def split_metrics(head, features: torch.Tensor, labels: torch.Tensor, rejected_weight: float) -> dict:
-    """Positions, acceptance rate, weighted / plain BCE, accuracy at 0.5, majority-class rate, ROC AUC."""
+def split_metrics(head, features: torch.Tensor, labels: torch.Tensor, rejected_weight: float,
+                  prior: float | None = None) -> dict:
+    """Positions, acceptance rate, weighted / plain BCE, accuracy at 0.5, majority-class rate, ROC AUC, and
+    `prior_bce`: the BCE of predicting `prior` (the training acceptance rate; default this split's) everywhere."""
     from workbench.speculative.drafters.specdec_pp_head import weighted_bce
 
     with torch.no_grad():
         logits = head(features)
     rate = float(labels.float().mean())
+    prior = rate if prior is None else prior
+    prior_logit = torch.full_like(labels, math.log(prior / (1 - prior))) if 0 < prior < 1 else None
     return {"positions": int(labels.numel()), "acceptance_rate": rate,
             "weighted_bce": float(weighted_bce(logits, labels, rejected_weight)),
             "bce": float(weighted_bce(logits, labels, 1.0)),
+            "prior_bce": float(weighted_bce(prior_logit, labels, 1.0)) if prior_logit is not None else None,
             "accuracy": float(((logits > 0).float() == (labels > 0.5).float()).float().mean()),
             "majority_rate": max(rate, 1 - rate), "auc": roc_auc(logits, labels)}
+
+
+def leave_one_prompt_out(features: list, labels: list, fit) -> dict:
+    """Metrics pooled over prompts of heads fit (by `fit(x, y)`) on every other prompt."""
+    logits, prior = [], []
+    for k in range(len(features)):
+        rest = [i for i in range(len(features)) if i != k]
+        y = torch.cat([labels[i] for i in rest])
+        head = fit(torch.cat([features[i] for i in rest]), y)
+        with torch.no_grad():
+            logits.append(head(features[k]))
+        prior.append(torch.full_like(labels[k], float(y.mean())))
+    p = torch.cat(prior).clamp(1e-6, 1 - 1e-6)
+    out = split_metrics(lambda z: z, torch.cat(logits), torch.cat(labels), 1.0)
+    out["prior_bce"] = float(torch.nn.functional.binary_cross_entropy(p, torch.cat(labels)))
+    del out["weighted_bce"]
+    return {"prompts": len(features), **out}
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -146,15 +173,20 @@ def check_args(args: argparse.Namespace) -> None:
     args.hidden_widths = parse_hidden(args.hidden)
 
 
-def collect(draft, target, prompts: list[dict], new_tokens: int, cache: Path) -> tuple[list, list]:
-    """Per prompt (features, labels), from the cache file when it holds this exact calibration."""
+def collect(args: argparse.Namespace, prompts: list[dict], cache: Path) -> tuple[list, list]:
+    """Per prompt (features, labels), from the cache file when it holds this exact calibration (then no model
+    is loaded)."""
     from tqdm.auto import tqdm
 
+    from workbench.models import LM
     from workbench.speculative.drafters.specdec_pp_head import calibration_data
 
     if cache.is_file():
         blob = torch.load(str(cache), weights_only=True)
         return blob["features"], blob["labels"]
+    target = LM.load(args.target, dtype="float32")
+    draft = LM.load(args.draft, dtype="float32")
+    new_tokens = args.new_tokens
     features, labels = [], []
     for p in tqdm(prompts, desc="calibration (target continues, both models score)", unit="prompt"):
         f, y = calibration_data(draft, target, [p["ids"]], new_tokens=new_tokens)
@@ -174,14 +206,16 @@ def markdown(result: dict) -> str:
              f"lr {s['lr']}, weight decay {s['weight_decay']}, rejected weight {s['rejected_weight']}; "
              f"{result['threads']} threads, load average {result['load_average_before'][0]:.2f} -> "
              f"{result['load_average_after'][0]:.2f}, {result['total_seconds']:.0f} s.", "",
-             "| split | prompts | positions | accepted | weighted BCE | BCE | accuracy | majority | AUC |",
+             "| split | prompts | positions | accepted | BCE | prior BCE | accuracy | majority | AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for split in ("train", "heldout"):
+    for split in ("train", "heldout", "leave_one_prompt_out"):
         m = result[split]
         auc = f"{m['auc']:.3f}" if m["auc"] is not None else "-"
-        lines.append(f"| {split} | {m['prompts']} | {m['positions']} | {m['acceptance_rate']:.3f} | "
-                     f"{m['weighted_bce']:.3f} | {m['bce']:.3f} | {m['accuracy']:.3f} | {m['majority_rate']:.3f} | "
-                     f"{auc} |")
+        prior = f"{m['prior_bce']:.3f}" if m["prior_bce"] is not None else "-"
+        lines.append(f"| {split} | {m['prompts']} | {m['positions']} | {m['acceptance_rate']:.3f} | {m['bce']:.3f} | "
+                     f"{prior} | {m['accuracy']:.3f} | {m['majority_rate']:.3f} | {auc} |")
+    lines += ["", "prior BCE: predicting the training prompts' acceptance rate everywhere. leave_one_prompt_out: "
+              "each prompt scored by a head fit on the other prompts (same settings), pooled."]
     lines += ["", f"Head: `{result['head_path']}` ({result['head_bytes']} bytes). Calibration prompts: "
               + ", ".join(f"{p['category']}:{p['name']}" for p in result["prompts"]) + "."]
     return "\n".join(lines) + "\n"
@@ -215,24 +249,29 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
 
-    from workbench.assets import home
-    from workbench.models import LM
-    from workbench.speculative.drafters.specdec_pp_head import fit_acceptance_head
+    from types import SimpleNamespace
 
-    target = LM.load(args.target, dtype="float32")
-    draft = LM.load(args.draft, dtype="float32")
-    prompts, bench = calibration_prompts(target, args.prompts, args.calib_seed, args.bench_seed)
+    from workbench.assets import home
+    from workbench.speculative.drafters.specdec_pp_head import fit_acceptance_head
+    from workbench.tokenization import load_tokenizer
+
+    chat = SimpleNamespace(tokenizer=load_tokenizer(args.target))  # what build_prompts uses of the LM
+    prompts, bench = calibration_prompts(chat, args.prompts, args.calib_seed, args.bench_seed)
     key = hashlib.sha256(json.dumps([args.draft, args.target, args.new_tokens, [p["ids"] for p in prompts]])
                          .encode()).hexdigest()[:16]
     cache = home() / "specdec_pp" / f"calibration_{key}.pt"
-    features, labels = collect(draft, target, prompts, args.new_tokens, cache)
+    features, labels = collect(args, prompts, cache)
 
     held = [i for i in range(len(prompts)) if i % args.heldout_every == args.heldout_every - 1]
     train = [i for i in range(len(prompts)) if i not in held]
     x_train, y_train = torch.cat([features[i] for i in train]), torch.cat([labels[i] for i in train])
     x_held, y_held = torch.cat([features[i] for i in held]), torch.cat([labels[i] for i in held])
-    head = fit_acceptance_head(x_train, y_train, args.hidden_widths, args.rejected_weight, args.epochs, args.lr,
-                               args.seed, progress=True, weight_decay=args.weight_decay)
+    def fit(x: torch.Tensor, y: torch.Tensor, progress: bool = False):
+        return fit_acceptance_head(x, y, args.hidden_widths, args.rejected_weight, args.epochs, args.lr, args.seed,
+                                   progress=progress, weight_decay=args.weight_decay)
+
+    head = fit(x_train, y_train, progress=True)
+    prior = float(y_train.mean())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     head.save(out)
@@ -246,9 +285,11 @@ def main(argv: list[str] | None = None) -> None:
                      "heldout": i in held} for i, p in enumerate(prompts)],
         "heldout_prompts": [prompts[i]["name"] for i in held],
         "benchmark_prompts_excluded": sorted({p["name"] for p in bench}),
-        "train": {"prompts": len(train), **split_metrics(head, x_train, y_train, args.rejected_weight)},
-        "heldout": {"prompts": len(held), **split_metrics(head, x_held, y_held, args.rejected_weight)},
-        "features_cache": str(cache), "head_path": str(out), "head_bytes": out.stat().st_size,
+        "train": {"prompts": len(train), **split_metrics(head, x_train, y_train, args.rejected_weight, prior)},
+        "heldout": {"prompts": len(held), **split_metrics(head, x_held, y_held, args.rejected_weight, prior)},
+        "leave_one_prompt_out": leave_one_prompt_out(features, labels, fit),
+        "features_cache": str(cache), "head_bytes": out.stat().st_size,
+        "head_path": str(out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out),
         "command": "python benchmarks/specdec_pp_train.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
         "total_seconds": time.perf_counter() - started,

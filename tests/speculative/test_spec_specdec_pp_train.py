@@ -87,3 +87,23 @@ def test_weight_decay_shrinks_the_fit_and_is_checked():
     assert tied.net[0].weight.norm() < 0.5 * free.net[0].weight.norm()
     with pytest.raises(ValueError, match="weight_decay must be a number >= 0"):
         fit_acceptance_head(x, y, weight_decay=-1.0)
+
+
+def test_leave_one_prompt_out_pools_and_uses_the_other_prompts_rate(train):
+    # three prompts; the stand-in "fit" ignores its data and scores by feature 0, so the pooled scores are known
+    features = [torch.tensor([[1.0], [-1.0]]), torch.tensor([[2.0]]), torch.tensor([[-2.0], [0.5]])]
+    labels = [torch.tensor([1.0, 0.0]), torch.tensor([1.0]), torch.tensor([1.0, 0.0])]
+    seen = []
+
+    def fit(x, y):
+        seen.append(len(y))
+        return lambda z: z[:, 0]
+
+    m = train.leave_one_prompt_out(features, labels, fit)
+    assert seen == [3, 4, 3] and m["prompts"] == 3 and m["positions"] == 5
+    assert m["accuracy"] == pytest.approx(3 / 5)  # right on 1, -1, 2; wrong on -2 and 0.5
+    # prior of each prompt = acceptance rate of the others: 2/3, 2/4, 2/3
+    p = [2 / 3, 2 / 3, 1 / 2, 2 / 3, 2 / 3]
+    y = [1, 0, 1, 1, 0]
+    want = -sum(math.log(q) if t else math.log(1 - q) for q, t in zip(p, y)) / 5
+    assert m["prior_bce"] == pytest.approx(want, rel=1e-6)
