@@ -12,8 +12,7 @@ partial page has bounds over its valid keys. Without the current page the model 
 written: in the passkey test it copied the key's digits but skipped or repeated some.
 GQA: a KV head's page score is the max over its query heads of their bounds (still an upper bound for each).
 As in the paper, the first `dense_layers` (default 2) layers read every token: their attention is diffuse and
-a page top-k there degrades every later layer (on SmolLM2 at 1k context and a 1/8 budget, perplexity +191%
-with every layer sparse, +75% with the first two dense). Their reads are counted like any other selection.
+a page top-k there degrades every later layer. Their reads are counted like any other selection.
 GQA simplification: the paper's evaluation (an MHA model) picks pages per query head; here one selection serves
 each KV head. Metadata read per step: min and max of every page (2 * pages * D values).
 The bounds, the page scores and the top-k go through `workbench.kernels` (quest_page_bounds, quest_page_scores,

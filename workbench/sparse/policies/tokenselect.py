@@ -13,7 +13,7 @@ paper's token-level selection). The similarity is taken per (batch, KV head) ove
 vectors, against the previous step's query. A reused head keeps its voted part and re-derives sinks/recent;
 the positions that left the recent window (or arrived, with recent=0) since the votes were taken had no vote, so
 they take the places of the lowest-voted cached tokens (without this, a reused selection with recent=1 never
-reads the previous token, which cost +40% perplexity on real text). The paper keeps a large local window, where
+reads the previous token, a large perplexity loss on real text). The paper keeps a large local window, where
 the difference is small; this hand-over is our addition.
 The group votes and the top-k go through `workbench.kernels` (tokenselect_votes, topk_select with ties to the
 lower position): CUDA kernels on a GPU with CuPy, their PyTorch references elsewhere; "layer" voting sums the
