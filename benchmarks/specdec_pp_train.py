@@ -31,7 +31,7 @@ with the target's tokenizer alone, so a cached calibration loads no model.
 
 Writes the head to --out (default benchmarks/results/specdec_pp_head_qwen.pt: about 13 KB for logistic
 regression) and benchmarks/results/specdec_pp_train.json + .md; os.getloadavg() is recorded before and after.
-Simplifications: one small calibration run (8 prompts x 32 tokens by default, ~10 minutes on one thread), greedy
+Simplifications: one small calibration run (8 prompts x 32 tokens by default, ~6 minutes on one thread), greedy
 labels only (the benchmark decodes greedily), no hyperparameter search.
 """
 from __future__ import annotations
@@ -48,17 +48,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speculative_cpu import CATEGORIES, _chat, build_prompts  # noqa: E402
+from speculative_cpu import CATEGORIES, _chat, build_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 CALIBRATION_MATH = [
-    "A library has 120 books on a shelf. On Monday 18 books are borrowed and 7 are returned; on Tuesday 25 are "
-    "borrowed and 12 are returned. How many books are on the shelf now? Explain step by step.",
-    "A rectangle is 14 centimetres long and 9 centimetres wide. A square has the same perimeter. What is the area "
-    "of the square? Explain step by step.",
-    "Maria saves 35 dollars a week. After 6 weeks she spends a third of her savings on a bicycle. How much money "
-    "does she have left? Explain step by step.",
+    ("A library has 120 books on a shelf. On Monday 18 books are borrowed and 7 are returned; on Tuesday 25 are "
+    "borrowed and 12 are returned. How many books are on the shelf now? Explain step by step."),
+    ("A rectangle is 14 centimetres long and 9 centimetres wide. A square has the same perimeter. What is the area "
+    "of the square? Explain step by step."),
+    ("Maria saves 35 dollars a week. After 6 weeks she spends a third of her savings on a bicycle. How much money "
+    "does she have left? Explain step by step."),
 ]
 
 
@@ -200,12 +200,14 @@ def collect(args: argparse.Namespace, prompts: list[dict], cache: Path) -> tuple
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = ["# specdec_pp_train", "", f"Command: `{result['command']}`", "",
-             f"Acceptance head for {result['draft']} -> {result['target']}: {result['num_prompts']} calibration "
+             (f"Acceptance head for {result['draft']} -> {result['target']}: {result['num_prompts']} calibration "
              f"prompts x {s['new_tokens']} tokens (greedy labels), held out every {s['heldout_every']}th prompt "
              f"({', '.join(result['heldout_prompts'])}); head hidden={list(result['hidden'])}, epochs {s['epochs']}, "
              f"lr {s['lr']}, weight decay {s['weight_decay']}, rejected weight {s['rejected_weight']}; "
              f"{result['threads']} threads, load average {result['load_average_before'][0]:.2f} -> "
-             f"{result['load_average_after'][0]:.2f}, {result['total_seconds']:.0f} s.", "",
+             f"{result['load_average_after'][0]:.2f}, {result['total_seconds']:.0f} s"
+             f"{' (calibration features from the cache of an earlier run)' if result.get('features_from_cache') else ''}."),
+             "",
              "| split | prompts | positions | accepted | BCE | prior BCE | accuracy | majority | AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
     for split in ("train", "heldout", "leave_one_prompt_out"):
@@ -214,8 +216,8 @@ def markdown(result: dict) -> str:
         prior = f"{m['prior_bce']:.3f}" if m["prior_bce"] is not None else "-"
         lines.append(f"| {split} | {m['prompts']} | {m['positions']} | {m['acceptance_rate']:.3f} | {m['bce']:.3f} | "
                      f"{prior} | {m['accuracy']:.3f} | {m['majority_rate']:.3f} | {auc} |")
-    lines += ["", "prior BCE: predicting the training prompts' acceptance rate everywhere. leave_one_prompt_out: "
-              "each prompt scored by a head fit on the other prompts (same settings), pooled."]
+    lines += ["", ("prior BCE: predicting the training prompts' acceptance rate everywhere. leave_one_prompt_out: "
+              "each prompt scored by a head fit on the other prompts (same settings), pooled.")]
     lines += ["", f"Head: `{result['head_path']}` ({result['head_bytes']} bytes). Calibration prompts: "
               + ", ".join(f"{p['category']}:{p['name']}" for p in result["prompts"]) + "."]
     return "\n".join(lines) + "\n"
@@ -260,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     key = hashlib.sha256(json.dumps([args.draft, args.target, args.new_tokens, [p["ids"] for p in prompts]])
                          .encode()).hexdigest()[:16]
     cache = home() / "specdec_pp" / f"calibration_{key}.pt"
+    from_cache = cache.is_file()
     features, labels = collect(args, prompts, cache)
 
     held = [i for i in range(len(prompts)) if i % args.heldout_every == args.heldout_every - 1]
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         "train": {"prompts": len(train), **split_metrics(head, x_train, y_train, args.rejected_weight, prior)},
         "heldout": {"prompts": len(held), **split_metrics(head, x_held, y_held, args.rejected_weight, prior)},
         "leave_one_prompt_out": leave_one_prompt_out(features, labels, fit),
-        "features_cache": str(cache), "head_bytes": out.stat().st_size,
+        "features_cache": str(cache), "features_from_cache": from_cache, "head_bytes": out.stat().st_size,
         "head_path": str(out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out),
         "command": "python benchmarks/specdec_pp_train.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
