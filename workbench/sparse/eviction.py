@@ -16,8 +16,9 @@ TokenSelect, FASA, the oracle) it differs: a row dropped at one step can no long
 
 Policy memory that refers to cache slots follows the gather (the table below lists it by memory key):
 one value per slot, a prefix [B, H_kv, n] of the slots (H2O's running scores, SnapKV's prompt votes,
-Zero-TPrune's prompt importance) is gathered with the kept slots; slot index lists (TokenSelect's cached
-selection) are dropped and recomputed at the next step. The prompt queries are released after the first
+Zero-TPrune's prompt importance) is gathered with the kept slots; TokenSelect's cached selection is dropped
+(after an eviction the context is no longer the last one plus a token, so it could not be reused anyway) and
+recomputed at the next step. The prompt queries are released after the first
 eviction (policies that use them memoize what they need at the first decode step). SpAtten is refused: its
 pruning state is shared by all layers and its rows may be PAD-padded. Per-layer or per-head budgets are refused
 (`KVCache.gather` needs the same row count everywhere), and so are models with sliding-window layers (their
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SLOT_MEMORY = frozenset({"h2o.score", "h2o.evicted", "keyformer.score", "keyformer.evicted", "snapkv.votes",
                          "zero_tprune.importance"})
-SLOT_INDEX_MEMORY = frozenset({"tokenselect.keep"})
+DROPPED_MEMORY = frozenset({"tokenselect.keep"})
 UNSUPPORTED = {"spatten": "its token pruning state is shared by all layers and its rows may be PAD-padded"}
 
 
@@ -62,7 +63,7 @@ def remap_memory(state: LayerState, indices: Tensor) -> None:
     """Make the policy memory of one layer follow `cache.gather(indices)` (indices [B, H_kv, K], ascending)."""
     for key in list(state.memory):
         value = state.memory[key]
-        if key in SLOT_INDEX_MEMORY:
+        if key in DROPPED_MEMORY:
             del state.memory[key]
         elif key in SLOT_MEMORY and isinstance(value, Tensor):
             n = value.shape[-1]

@@ -56,12 +56,7 @@ from .forward_costs import time_fed_forwards
 from .metrics import SpeculativeGeneration, StepRecord
 from .acceptance import table_for
 from .sampling import SamplingConfig, probs_from_logits
-from .target_forward import (
-    INPUT_MAJOR_FROM,
-    INPUT_MAJOR_MAX_BYTES,
-    TargetForward,
-    linear_weight_bytes,
-)
+from .target_forward import INPUT_MAJOR_FROM, TargetForward, default_input_major
 from .tree import DraftTree
 from .verifiers import GreedyVerifier, Verifier, get_verifier
 
@@ -131,9 +126,7 @@ def speculative_generate(lm: LM, prompt: str | Sequence[int], drafter: str | Dra
     drafter, verifier = _resolve(drafter, verifier, sampling)
     fast_greedy = sampling.greedy and isinstance(verifier, GreedyVerifier)
     use_tree_attention = lm.device.type == "cuda" if tree_attention is None else tree_attention
-    use_input_major = input_major
-    if input_major is None:
-        use_input_major = lm.device.type == "cpu" and linear_weight_bytes(lm) <= INPUT_MAJOR_MAX_BYTES
+    use_input_major = default_input_major(lm) if input_major is None else input_major
     if use_tree_attention:
         from .tree_attention import TreeAttention
 

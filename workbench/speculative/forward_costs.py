@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .target_forward import INPUT_MAJOR_FROM, INPUT_MAJOR_MAX_BYTES, TargetForward, linear_weight_bytes
+from .target_forward import INPUT_MAJOR_FROM, TargetForward, default_input_major
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.models import LM
@@ -78,7 +78,7 @@ def measure_forward_costs(lm: LM, prompt_ids: Sequence[int], max_fed: int = 17, 
     if len(prompt_ids) < 2:
         raise ValueError(f"prompt_ids must hold at least 2 tokens (a prefix and the root), got {len(prompt_ids)}")
     if input_major is None:
-        input_major = lm.device.type == "cpu" and linear_weight_bytes(lm) <= INPUT_MAJOR_MAX_BYTES
+        input_major = default_input_major(lm)
     runs: dict[str, list[float]] = {"prefill": [], "ar": [], **{str(n): [] for n in range(1, max_fed + 1)}}
     sizes = list(range(1, max_fed + 1))
     root = prompt_ids[-1]

@@ -43,6 +43,11 @@ def linear_weight_bytes(lm: LM) -> int:
     return sum(w.numel() * w.element_size() for w in seen.values())
 
 
+def default_input_major(lm: LM) -> bool:
+    """The default of `input_major=None`: on CPU, for models whose Linear weights take <= INPUT_MAJOR_MAX_BYTES."""
+    return lm.device.type == "cpu" and linear_weight_bytes(lm) <= INPUT_MAJOR_MAX_BYTES
+
+
 def gqa_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, layer_idx: int | None = None,
                   scaling: float, attention_mask: torch.Tensor | None = None, module=None) -> torch.Tensor:
     """SDPA over the un-repeated KV heads (enable_gqa) with the layer's mask; `reference_attention` where the
