@@ -2,7 +2,7 @@
 drafters and the decode loop."""
 from .decode import speculative_generate
 from .drafters import DRAFTERS, Drafter, get_drafter
-from .metrics import SpeculativeGeneration, StepRecord
+from .metrics import SpeculativeGeneration, StepRecord, self_repeat_fraction
 from .rng import RandomSource, TorchRandom, enumerate_outcomes
 from .sampling import SamplingConfig, check_sampling, probs_from_logits, sample_token
 from .tree import DraftTree
@@ -26,5 +26,6 @@ __all__ = [
            "get_verifier",
            "probs_from_logits",
            "sample_token",
+           "self_repeat_fraction",
            "speculative_generate",
 ]

@@ -10,8 +10,28 @@ by EOS / stop / max length). Summaries:
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def self_repeat_fraction(ids: Sequence[int], n: int = 10) -> float:
+    """Share of the tokens of `ids` that end an n-gram already seen earlier in `ids` (0.0 for fewer than n + 1
+    tokens). A greedy loop ("of the House of the House ...") scores near 1; copying drafters (prompt lookup,
+    Lookahead) are accepted almost always inside one, so a benchmark reports its speedups with and without
+    such outputs."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    ids = list(ids)
+    if not ids:
+        return 0.0
+    seen: set[tuple[int, ...]] = set()
+    repeats = 0
+    for end in range(n, len(ids) + 1):
+        gram = tuple(ids[end - n:end])
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats / len(ids)
 
 
 @dataclass
