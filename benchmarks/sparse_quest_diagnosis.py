@@ -21,6 +21,7 @@ three steps, each measured here by a selection of the same token count per KV he
                       (the per-head top pages united, at the same token count).
   quest_sink          Quest with the first page (the attention-sink token 0) always read, like the current page
                       (StreamingLLM's sinks; not in the Quest paper nor its evaluation code).
+  quest_softmax_sink  quest_softmax_sum with the first page always read (both changes together).
   quest_per_qhead     the paper's MHA setting: every query head its own Quest selection (the policy run on the
                       keys repeated per query head). Reads up to group_size x the budget per KV head
                       (`distinct_per_kv_head` in the JSON) -- an upper reference, not an equal-cost one.
@@ -66,8 +67,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sparse_quality import text_windows
 
 SELECTIONS = ["token_oracle", "page_mass", "page_maxqk", "quest", "page_maxqk_softmax", "quest_softmax_sum",
-              "quest_union", "quest_per_qhead", "quest_sink"]
-VARIANTS = {"page_maxqk_softmax", "quest_softmax_sum", "quest_union", "quest_per_qhead", "quest_sink"}
+              "quest_union", "quest_per_qhead", "quest_sink", "quest_softmax_sink"]
+VARIANTS = {"page_maxqk_softmax", "quest_softmax_sum", "quest_union", "quest_per_qhead", "quest_sink",
+            "quest_softmax_sink"}
 
 
 def capture(lm, ids: torch.Tensor, queries: int) -> list[dict]:
@@ -156,6 +158,8 @@ def selections(name_k: tuple[str, int], q: torch.Tensor, keys: torch.Tensor, lay
             score = group_max(cache["bound"], h_kv).index_fill(-1, torch.tensor([0]), float("inf"))
         elif name == "quest_softmax_sum":
             score = group_sum(cache["bound"].softmax(-1), h_kv)
+        elif name == "quest_softmax_sink":
+            score = group_sum(cache["bound"].softmax(-1), h_kv).index_fill(-1, torch.tensor([0]), float("inf"))
         elif name == "quest_union":
             score = union_score(cache["bound"], h_kv)
         else:
@@ -163,7 +167,7 @@ def selections(name_k: tuple[str, int], q: torch.Tensor, keys: torch.Tensor, lay
     return fill_pages(score, s, page_size, k)
 
 
-PPL_RANKINGS = ["page_mass", "page_maxqk", "quest_softmax_sum", "quest_sink"]
+PPL_RANKINGS = ["page_mass", "page_maxqk", "quest_softmax_sum", "quest_sink", "quest_softmax_sink"]
 
 
 @dataclass
@@ -335,7 +339,7 @@ def markdown(res: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(f"{rows[k]['recall']:.3f}" for k in cfg["budgets"]) + " | "
                      + " | ".join(f"{rows[k]['error']:.3f}" for k in cfg["budgets"])
                      + f" | {rows[k]['overlap']:.3f} | {rows[k]['sink']:.2f} |")
-    shown = ["token_oracle", "page_mass", "page_maxqk", "quest", "quest_softmax_sum", "quest_sink"]
+    shown = ["token_oracle", "page_mass", "page_maxqk", "quest", "quest_softmax_sum", "quest_sink", "quest_softmax_sink"]
     lines += ["", f"## Per layer at budget {k}: recall / output error", "",
               ("sink mass: true attention on token 0; bound gap: Quest's bound minus the page's exact max logit (mean "
                "over pages, logit units); page-0 rank: its rank under Quest's score (pages read at this budget: "
@@ -364,6 +368,17 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rounded(obj, digits: int = 5):
+    """The results with floats rounded (keeps the JSON small: one row per layer, KV head, budget, selection)."""
+    if isinstance(obj, float):
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -378,7 +393,20 @@ def main() -> None:
     ap.add_argument("--ppl-budget", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/sparse_quest_diagnosis")
+    ap.add_argument("--findings", nargs="*", default=None,
+                    help="with --render: free-text findings written into the results")
+    ap.add_argument("--render", action="store_true",
+                    help="no run: rewrite --out's .md (and the findings in its .json) from its .json")
     args = ap.parse_args()
+    if args.render:
+        out = Path(args.out)
+        res = json.loads(out.with_suffix(".json").read_text())
+        if args.findings is not None:
+            res["findings"] = args.findings
+        out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+        out.with_suffix(".md").write_text(markdown(res))
+        print(markdown(res))
+        return
     if args.prefix < 1 or args.queries < 1:
         raise SystemExit(f"--prefix and --queries must be >= 1, got {args.prefix}, {args.queries}")
     if args.page_size < 1:
@@ -427,7 +455,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    out.with_suffix(".json").write_text(json.dumps(rounded(res), indent=1))
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
 
