@@ -7,7 +7,8 @@ qwen2.5-coder-1.5b), on calibration prompts disjoint from the benchmark's.
         --threads 1 --specdec-head benchmarks/results/specdec_pp_head_qwen.pt
 
 Calibration prompts: `build_prompts` of speculative_cpu.py (same categories and chat template) with another seed
-(--calib-seed, default 1) and 3 per category, WITHOUT its math prompts (that script's three math problems are
+(--calib-seed, default 1; several seeds, e.g. 1,2,3, pool their prompts, a later seed adding only prompts whose
+corpus rows are new) and 3 per category, WITHOUT its math prompts (that script's three math problems are
 fixed, so every seed shares them): the math prompts here are CALIBRATION_MATH, written for this script. Every
 prompt is named by the corpus rows it uses (a HumanEval task id, botchan#row, lee#row, udhr-<lang>-art<n>);
 a calibration prompt is dropped when any of its rows appears in the benchmark's prompts at --bench-seed
@@ -67,14 +68,19 @@ def source_keys(name: str) -> set[str]:
     return set(name.split("+"))
 
 
-def calibration_prompts(lm, count: int, calib_seed: int, bench_seed: int) -> tuple[list[dict], list[dict]]:
-    """(calibration prompts, benchmark prompts they were checked against); see the module docstring."""
+def calibration_prompts(lm, count: int, calib_seeds: int | list[int], bench_seed: int) -> tuple[list[dict], list[dict]]:
+    """(calibration prompts, benchmark prompts they were checked against); see the module docstring. Several
+    calibration seeds pool their prompts (in seed order, each corpus row once)."""
     bench: list[dict] = []
     for per_category in (1, 2, 3):
         bench += build_prompts(lm, per_category, bench_seed)
     taken = set().union(*(source_keys(p["name"]) for p in bench))
-    pool = [p for p in build_prompts(lm, 3, calib_seed)
-            if p["category"] != "math" and not source_keys(p["name"]) & taken]
+    pool: list[dict] = []
+    for seed in [calib_seeds] if isinstance(calib_seeds, int) else calib_seeds:
+        fresh = [p for p in build_prompts(lm, 3, seed)
+                 if p["category"] != "math" and not source_keys(p["name"]) & taken]
+        pool += fresh
+        taken = taken.union(*(source_keys(p["name"]) for p in fresh))  # a later seed adds only new rows
     pool += [{"category": "math", "name": f"calib-math#{i}", "ids": _chat(lm, [(text, None)])}
              for i, text in enumerate(CALIBRATION_MATH)]
     by_category = {c: [p for p in pool if p["category"] == c] for c in CATEGORIES}
@@ -168,7 +174,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if not args.weight_decay >= 0:
         raise ValueError(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.calib_seed == args.bench_seed:
+    try:
+        args.calib_seeds = [int(x) for x in str(args.calib_seed).split(",")]
+    except ValueError:
+        raise ValueError(f"--calib-seed must be an int or comma-separated ints, got {args.calib_seed!r}") from None
+    if args.bench_seed in args.calib_seeds:
         raise ValueError(f"--calib-seed must differ from --bench-seed ({args.bench_seed})")
     args.hidden_widths = parse_hidden(args.hidden)
 
@@ -230,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=int, default=8, help="calibration prompts (round-robin over categories)")
     ap.add_argument("--new-tokens", type=int, default=32, help="target continuation per calibration prompt")
     ap.add_argument("--heldout-every", type=int, default=4, help="every Nth prompt is held out")
-    ap.add_argument("--calib-seed", type=int, default=1, help="seed of the calibration prompt selection")
+    ap.add_argument("--calib-seed", default="1",
+                    help="seed(s) of the calibration prompt selection; several (1,2,3) pool their prompts")
     ap.add_argument("--bench-seed", type=int, default=0, help="speculative_cpu.py's --seed, whose prompts are excluded")
     ap.add_argument("--hidden", default="", help="head MLP widths, comma-separated (empty: logistic regression)")
     ap.add_argument("--epochs", type=int, default=300)
@@ -258,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.tokenization import load_tokenizer
 
     chat = SimpleNamespace(tokenizer=load_tokenizer(args.target))  # what build_prompts uses of the LM
-    prompts, bench = calibration_prompts(chat, args.prompts, args.calib_seed, args.bench_seed)
+    prompts, bench = calibration_prompts(chat, args.prompts, args.calib_seeds, args.bench_seed)
     key = hashlib.sha256(json.dumps([args.draft, args.target, args.new_tokens, [p["ids"] for p in prompts]])
                          .encode()).hexdigest()[:16]
     cache = home() / "specdec_pp" / f"calibration_{key}.pt"
@@ -281,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {
         "draft": args.draft, "target": args.target, "threads": torch.get_num_threads(),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("hidden_widths",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("hidden_widths", "calib_seeds")},
         "hidden": list(args.hidden_widths), "num_prompts": len(prompts),
         "prompts": [{"category": p["category"], "name": p["name"], "prompt_tokens": len(p["ids"]),
                      "positions": int(labels[i].numel()), "acceptance_rate": float(labels[i].mean()),

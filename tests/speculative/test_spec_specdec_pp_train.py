@@ -107,3 +107,25 @@ def test_leave_one_prompt_out_pools_and_uses_the_other_prompts_rate(train):
     y = [1, 0, 1, 1, 0]
     want = -sum(math.log(q) if t else math.log(1 - q) for q, t in zip(p, y)) / 5
     assert m["prior_bce"] == pytest.approx(want, rel=1e-6)
+
+
+def test_several_calibration_seeds_pool_new_rows_only(train):
+    from types import SimpleNamespace
+
+    class Chat:  # what build_prompts uses of a tokenizer: the prompt ids of a chat, here its bytes
+        def apply_chat_template(self, messages):
+            return list("".join(m["content"] for m in messages).encode())
+
+        def encode(self, text):
+            return list(text.encode())
+
+    lm = SimpleNamespace(tokenizer=Chat())
+    one, bench = train.calibration_prompts(lm, 8, 1, 0)
+    pooled, _ = train.calibration_prompts(lm, 16, [1, 2], 0)
+    assert {p["name"] for p in one} <= {p["name"] for p in pooled}  # seed 1's come first in each category
+    assert len(pooled) == 16
+    rows = [r for p in pooled if p["category"] != "math" for r in train.source_keys(p["name"])]
+    assert len(rows) == len(set(rows))  # no corpus row twice across seeds
+    train.check_disjoint(pooled, bench)
+    with pytest.raises(ValueError, match="--prompts must be <="):
+        train.calibration_prompts(lm, 10_000, [1, 2], 0)
