@@ -379,6 +379,17 @@ def rounded(obj, digits: int = 5):
     return obj
 
 
+def dumps(res: dict) -> str:
+    """JSON text, indented, with the long row lists of the summary one row per line."""
+    summary = res["summary"]
+    long = [k for k in ("per_layer", "per_kv_head", "layer_stats") if k in summary]
+    text = json.dumps({**res, "summary": {**summary, **{k: f"@{k}@" for k in long}}}, indent=1)
+    for k in long:
+        rows = ",\n  ".join(json.dumps(r) for r in summary[k])
+        text = text.replace(f'"@{k}@"', "[\n  " + rows + "\n  ]")
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -403,7 +414,7 @@ def main() -> None:
         res = json.loads(out.with_suffix(".json").read_text())
         if args.findings is not None:
             res["findings"] = args.findings
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+        out.with_suffix(".json").write_text(dumps(res))
         out.with_suffix(".md").write_text(markdown(res))
         print(markdown(res))
         return
@@ -455,7 +466,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rounded(res), indent=1))
+    out.with_suffix(".json").write_text(dumps(rounded(res)))
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
 
