@@ -206,6 +206,34 @@ def test_quest_reads_its_first_dense_layers_in_full_and_pages_after_them():
     assert torch.equal(sel.select(state), everywhere.select(state)) and sel.extra_bytes(state, 4) == 10 * 2 * 8 * 4
 
 
+def test_quest_softmax_sum_reduction_by_hand():
+    q, k, _, _ = make_qkv(11, batch=1, heads=4, kv_heads=2, context=37, dim=6)
+    sel = get_selector("quest", budget=12, page_size=4, dense_layers=0, group_reduce="softmax_sum")
+    idx = sel.select(LayerState(q, k))
+    scale = 6 ** -0.5
+    for g in range(2):
+        per_head = []  # each query head's softmax over its page bounds (on the logit scale)
+        for h in (2 * g, 2 * g + 1):
+            terms = []
+            for p in range(10):  # 37 keys: pages 0..8 full, page 9 holds position 36 only
+                keys = k[0, g, 4 * p:4 * p + 4]
+                terms.append(math.exp(sum(max(q[0, h, c] * keys[:, c].max(), q[0, h, c] * keys[:, c].min()).item()
+                                          for c in range(6)) * scale))
+            per_head.append([t / sum(terms) for t in terms])
+        score = [per_head[0][p] + per_head[1][p] for p in range(10)]
+        best = sorted(range(9), key=lambda p: -score[p])[:3]  # the current page (36) plus 11 more tokens
+        expected = {36} | {4 * p + i for p in best[:2] for i in range(4)} | {4 * best[2] + i for i in (1, 2, 3)}
+        assert set(idx[0, g].tolist()) == expected
+
+
+def test_quest_sink_pages_are_always_read():
+    q, k, _, _ = make_qkv(7, batch=1, heads=2, kv_heads=1, context=40, dim=8)
+    k[0, 0, 20:24] += 3 * q[0, 0] / q[0, 0].norm()  # page 5 clearly the best (as in the test above)
+    k[0, 0, 0:4] -= 3 * q[0, 0] / q[0, 0].norm()  # page 0 clearly among the worst
+    idx = get_selector("quest", budget=12, page_size=4, dense_layers=0, sink_pages=1).select(LayerState(q, k))
+    assert idx[0, 0].tolist() == [0, 1, 2, 3, 20, 21, 22, 23, 36, 37, 38, 39]
+
+
 def test_tokenselect_reuses_cache_for_similar_queries_and_recomputes_otherwise():
     q, k, _, _ = make_qkv(8, batch=1, heads=4, kv_heads=2, context=30)
     sel = get_selector("tokenselect", budget=6, threshold=0.95, recent=1)
@@ -299,6 +327,7 @@ def test_head_group_mismatch_is_a_clear_error():
 @pytest.mark.parametrize("name,params,match", [
     ("streaming_llm", {"sinks": -1}, "sinks"), ("h2o", {"recent_fraction": 1.5}, "recent_fraction"),
     ("quest", {"page_size": 0}, "page_size"), ("quest", {"dense_layers": -1}, "dense_layers"),
+    ("quest", {"group_reduce": "mean"}, "group_reduce must be one of"), ("quest", {"sink_pages": -1}, "sink_pages"),
     ("snapkv", {"kernel_size": 4}, "kernel_size"),
     ("tokenselect", {"vote_over": "all"}, "vote_over"), ("keyformer", {"tau_init": 0}, "tau_init"),
 ])

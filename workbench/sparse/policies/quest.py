@@ -15,6 +15,12 @@ As in the paper, the first `dense_layers` (default 2) layers read every token: t
 a page top-k there degrades every later layer. Their reads are counted like any other selection.
 GQA simplification: the paper's evaluation (an MHA model) picks pages per query head; here one selection serves
 each KV head. Metadata read per step: min and max of every page (2 * pages * D values).
+Two options beyond the paper (defaults off; measured by benchmarks/sparse_quest_diagnosis.py on the default model,
+where the bound sits 11-19 logits above each page's true max and the attention-sink page is dropped in some heads):
+`group_reduce="softmax_sum"` turns each query head's page bounds into a softmax over pages (scaled like attention
+logits) and sums them over the group, so one head with loose, large bounds does not decide for the group (it runs
+on the PyTorch reference `page_upper_bound`, not the kernel); `sink_pages=n` always reads the first n pages, like
+the current one (StreamingLLM's attention sinks).
 The bounds, the page scores and the top-k go through `workbench.kernels` (quest_page_bounds, quest_page_scores,
 topk_select with ties to the more recent position): CUDA kernels on a GPU with CuPy, their PyTorch references,
 which are the formulas below, elsewhere. The bounds are recomputed from the keys at every step (a deployment
@@ -32,6 +38,8 @@ from workbench.kernels import quest_page_bounds, quest_page_scores, topk_select
 from workbench.sparse.ranking import all_positions
 from workbench.sparse.registry import register_selector
 from workbench.sparse.selector import LayerState, Selector
+
+GROUP_REDUCTIONS = ("max", "softmax_sum")
 
 
 def page_bounds(keys: Tensor, page_size: int) -> tuple[Tensor, Tensor]:
@@ -56,6 +64,8 @@ class Quest(Selector):
 
     page_size: int = 16
     dense_layers: int = 2
+    group_reduce: str = "max"
+    sink_pages: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,16 +73,25 @@ class Quest(Selector):
             raise ValueError(f"page_size must be an int >= 1, got {self.page_size!r}")
         if isinstance(self.dense_layers, bool) or not isinstance(self.dense_layers, int) or self.dense_layers < 0:
             raise ValueError(f"dense_layers must be an int >= 0 (layers read in full), got {self.dense_layers!r}")
+        if self.group_reduce not in GROUP_REDUCTIONS:
+            raise ValueError(f"group_reduce must be one of {GROUP_REDUCTIONS}, got {self.group_reduce!r}")
+        if isinstance(self.sink_pages, bool) or not isinstance(self.sink_pages, int) or self.sink_pages < 0:
+            raise ValueError(f"sink_pages must be an int >= 0 (first pages always read), got {self.sink_pages!r}")
 
     def select(self, state: LayerState) -> Tensor:
         if state.layer_idx < self.dense_layers:
             return all_positions(state.batch, state.num_kv_heads, state.context_len, state.keys.device)
         common = torch.promote_types(state.query.dtype, state.keys.dtype)  # exact conversions only
         kmin, kmax = quest_page_bounds(state.keys.to(common), self.page_size)
-        score = quest_page_scores(state.query.to(common), kmin, kmax)  # max over each KV head's group
+        if self.group_reduce == "max":
+            score = quest_page_scores(state.query.to(common), kmin, kmax)  # max over each KV head's group
+        else:
+            bound = page_upper_bound(state.query, kmin.float(), kmax.float()) * state.scale
+            score = bound.softmax(-1).reshape(state.batch, state.num_kv_heads, state.group_size, -1).sum(2)
         pos = torch.arange(state.context_len, device=score.device)
         page = pos // self.page_size
-        token_score = score[..., page].masked_fill(page == page[-1], float("inf"))  # the current page first
+        always = (page == page[-1]) | (page < self.sink_pages)  # the current page (and any sink pages) first
+        token_score = score[..., page].masked_fill(always, float("inf"))
         # Ties (always within a page, often across pages) go to the more recent position.
         return topk_select(token_score, self.k_per_head(state), "higher", check_values=False)
 
