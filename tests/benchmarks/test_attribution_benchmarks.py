@@ -6,9 +6,7 @@ path than the benchmark's table replay). captum / shap parts are skipped when th
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,17 +16,9 @@ from workbench.attribution import PerturbationValue, attribute
 from workbench.attribution.rebuild import problem_from
 from workbench.models.tiny import tiny_lm
 
-ROOT = Path(__file__).resolve().parents[2]
+from .loader import load_benchmark
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-B = _load("attribution_shapley")
+B = load_benchmark("attribution_shapley")
 
 
 @pytest.fixture(autouse=True)
