@@ -26,7 +26,11 @@ calling thread's CPU time (time.thread_time; torch runs single-threaded by defau
 overloaded machine wall time mostly measures when the scheduler lets the process run (wall medians are kept in
 the JSON too; `--threads` > 1 makes CPU time meaningless, so it then reports wall time). speedup =
 dense median / method median, printed next to the bound 2L / (s L + 2B) of `workbench.sparse.metrics` (s = 0
-without selection, 2/P for Quest's page bounds). Writes benchmarks/results/sparse_attention_cpu.json and .md.
+without selection, 2/P for Quest's page bounds). Roofline: the run first measures this machine's one-thread read
+bandwidth (`read_bandwidth`: median time of summing a `--stream-mib` fp32 tensor, far larger than the caches);
+each method's achieved bandwidth is its K/V (+ Quest metadata) bytes read / its median time, also given as a
+fraction of that measured bandwidth (above 1 where the step's K/V still sits in the caches from the previous
+rep: the small contexts). Writes benchmarks/results/sparse_attention_cpu.json and .md.
 Simplifications: random q/k/v and a random selection (the attention cost does not depend on which positions are
 chosen); one layer, batch 1.
 """
@@ -71,9 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stream-mib", type=int, default=512, help="tensor size of the read-bandwidth measurement")
     parser.add_argument("--out", type=Path, default=RESULTS / "sparse_attention_cpu.json")
     args = parser.parse_args(argv)
-    for name in ("budget_divisor", "page_size", "reps", "threads"):
+    for name in ("budget_divisor", "page_size", "reps", "threads", "stream_mib"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -149,6 +154,20 @@ def bytes_read(kv_heads: int, context: int, head_dim: int, budget: int, page_siz
             "quest_ops_gather_sdpa": sparse + metadata, "quest_matmul_gather_sdpa": sparse + metadata}
 
 
+def read_bandwidth(mib: int, reps: int, clock=time.thread_time) -> dict:
+    """Read bandwidth in GB/s (10^9 bytes/s): `mib` MiB of fp32 summed, median time of `reps` by `clock` (the
+    cases' clock: thread CPU time with one thread, wall time with more)."""
+    x = torch.ones(mib * 2**20 // 4)
+    x.sum()  # touch every page once before timing
+    times = []
+    for _ in range(reps):
+        start = clock()
+        x.sum()
+        times.append(clock() - start)
+    return {"bytes": x.numel() * 4, "median_s": statistics.median(times),
+            "gbps": x.numel() * 4 / statistics.median(times) / 1e9}
+
+
 def run_case(shape: str, context: int, args: argparse.Namespace, bar: tqdm) -> dict:
     heads, kv_heads, head_dim = SHAPES[shape]
     budget = context // args.budget_divisor
@@ -191,6 +210,8 @@ def run_case(shape: str, context: int, args: argparse.Namespace, bar: tqdm) -> d
     bounds = {"dense_sdpa": 1.0, "gather_sdpa": speedup_bound(context, budget, 0.0),
               "kernel_reference": speedup_bound(context, budget, 0.0),
               **{m: speedup_bound(context, budget, 2 / args.page_size) for m in QUEST}}
+    moved = bytes_read(kv_heads, context, head_dim, budget, args.page_size)
+    achieved = {m: moved[m] / (medians[m] / 1e3) / 1e9 for m in METHODS}
     return {
         "clock": "wall" if args.threads > 1 else "thread_cpu",
         "shape": shape, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "context": context,
@@ -199,7 +220,8 @@ def run_case(shape: str, context: int, args: argparse.Namespace, bar: tqdm) -> d
         "median_wall_ms": {m: statistics.median(ts) * 1e3 for m, ts in walls.items()},
         "speedup_vs_dense": {m: medians["dense_sdpa"] / medians[m] for m in METHODS},
         "speedup_bound": bounds,
-        "bytes_read": bytes_read(kv_heads, context, head_dim, budget, args.page_size),
+        "bytes_read": moved,
+        "achieved_gbps": achieved,
         "quest_bounds_ms": bounds_ms,
         "times_ms": {m: [t * 1e3 for t in ts] for m, ts in times.items()},
         "wall_times_ms": {m: [t * 1e3 for t in ts] for m, ts in walls.items()},
@@ -223,6 +245,16 @@ def markdown(results: dict) -> str:
             f"| {ms['quest_ops_gather_sdpa']:.3f} ({x['quest_ops_gather_sdpa']:.1f}x) "
             f"| {ms['quest_matmul_gather_sdpa']:.3f} ({x['quest_matmul_gather_sdpa']:.1f}x, "
             f"{bound['quest_matmul_gather_sdpa']:.0f}x) |")
+    bw = results.get("read_bandwidth")
+    if bw:
+        lines += ["", (f"Roofline: bytes read / median time, in GB/s and as a fraction of this machine's "
+                       f"read bandwidth measured in the same run ({bw['gbps']:.1f} GB/s: a {bw['bytes'] / 2**20:.0f}"
+                       f" MiB fp32 sum; above 1 where the K/V is still in the caches)."), "",
+                  "| shape | context | dense | gather+SDPA | kernel ref | Quest ops + gather | Quest matmul + gather |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for case in results["cases"]:
+            cells = [f"{case['achieved_gbps'][m]:.1f} ({case['achieved_gbps'][m] / bw['gbps']:.2f})" for m in METHODS]
+            lines.append(f"| {case['shape']} | {case['context']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -238,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
         "cases": [],
     }
     cases = [(shape, context) for shape in args.shapes for context in args.contexts]
+    clock = time.perf_counter if args.threads > 1 else time.thread_time
+    results["read_bandwidth"] = read_bandwidth(args.stream_mib, max(args.reps, 3), clock)
     with torch.inference_mode(), tqdm(total=len(cases) * (args.warmup + args.reps), desc="reps") as bar:
         for shape, context in cases:
             bar.set_postfix_str(f"{shape} L={context}")

@@ -103,8 +103,13 @@ def test_cpu_benchmark_building_blocks():
 def test_cpu_benchmark_end_to_end_tiny(tmp_path):
     out = tmp_path / "r.json"
     results = cpu.main(["--contexts", "512", "--shapes", "smollm2-135m", "--reps", "2", "--warmup", "0",
-                        "--out", str(out)])
+                        "--stream-mib", "8", "--out", str(out)])
     case = results["cases"][0]
+    bw = results["read_bandwidth"]
+    assert bw["bytes"] == 8 * 2**20 and bw["gbps"] == pytest.approx(bw["bytes"] / bw["median_s"] / 1e9)
+    for m in cpu.METHODS:  # achieved bandwidth = bytes read / median time
+        assert case["achieved_gbps"][m] == pytest.approx(case["bytes_read"][m] / (case["median_ms"][m] / 1e3) / 1e9)
+    assert "Roofline" in out.with_suffix(".md").read_text()
     assert out.exists() and out.with_suffix(".md").exists()
     assert case["budget"] == 32 and case["speedup_bound"]["gather_sdpa"] == pytest.approx(16.0)
     assert case["speedup_bound"]["quest_matmul_gather_sdpa"] == pytest.approx(2 * 512 / (512 / 8 + 64))
