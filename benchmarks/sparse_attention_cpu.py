@@ -164,8 +164,8 @@ def read_bandwidth(mib: int, reps: int, clock=time.thread_time) -> dict:
         start = clock()
         x.sum()
         times.append(clock() - start)
-    return {"bytes": x.numel() * 4, "median_s": statistics.median(times),
-            "gbps": x.numel() * 4 / statistics.median(times) / 1e9}
+    size, median = x.numel() * 4, statistics.median(times)
+    return {"bytes": size, "median_s": median, "gbps": size / median / 1e9}
 
 
 def run_case(shape: str, context: int, args: argparse.Namespace, bar: tqdm) -> dict:

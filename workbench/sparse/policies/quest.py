@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from workbench.kernels import quest_page_bounds, quest_page_scores, topk_select
-from workbench.sparse.ranking import all_positions
+from workbench.sparse.ranking import all_positions, group_sum
 from workbench.sparse.registry import register_selector
 from workbench.sparse.selector import LayerState, Selector
 
@@ -87,7 +87,7 @@ class Quest(Selector):
             score = quest_page_scores(state.query.to(common), kmin, kmax)  # max over each KV head's group
         else:
             bound = page_upper_bound(state.query, kmin.float(), kmax.float()) * state.scale
-            score = bound.softmax(-1).reshape(state.batch, state.num_kv_heads, state.group_size, -1).sum(2)
+            score = group_sum(bound.softmax(-1), state.num_kv_heads)
         pos = torch.arange(state.context_len, device=score.device)
         page = pos // self.page_size
         always = (page == page[-1]) | (page < self.sink_pages)  # the current page (and any sink pages) first
