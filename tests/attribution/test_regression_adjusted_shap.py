@@ -70,13 +70,13 @@ def test_additive_game_is_exact(surrogate):
     np.testing.assert_allclose(est, exact_shapley(additive, F), atol=1e-8)
 
 
-@pytest.mark.parametrize("surrogate", ["none", "linear", "pairwise"])
+@pytest.mark.parametrize("surrogate", ["none", "linear", "pairwise", "trees"])
 def test_exact_when_every_coalition_is_sampled(surrogate):
     est = regression_adjusted_shap(game, F, 2 ** F - 2, np.random.default_rng(0), surrogate, folds=3)
     np.testing.assert_allclose(est, exact_shapley(game, F), atol=1e-9)
 
 
-@pytest.mark.parametrize("surrogate", ["none", "pairwise"])
+@pytest.mark.parametrize("surrogate", ["none", "pairwise", "trees"])
 def test_converges_and_is_nearly_unbiased(surrogate):
     exact = exact_shapley(game, F)
     errors = []
@@ -88,6 +88,22 @@ def test_converges_and_is_nearly_unbiased(surrogate):
             bias = np.abs(runs.mean(0) - exact)
             assert np.all(bias <= 4 * runs.std(0, ddof=1) / np.sqrt(len(runs)) + 1e-9), bias
     assert errors[2] < errors[1] < errors[0]
+
+
+def branching(masks: np.ndarray) -> np.ndarray:
+    """A game of high order that a few shallow trees describe: payoffs that switch on and off with the presence
+    of players 0, 1 and 2, plus a small additive part."""
+    z = np.asarray(masks, dtype=bool)
+    both = z[:, 0] & z[:, 1]
+    return (3.0 * both - 2.0 * (z[:, 2] & ~z[:, 0]) + 1.5 * (both & ~z[:, 2]) + 0.1 * (z @ W1))[:, None]
+
+
+def test_tree_surrogate_fits_a_tree_game():
+    exact = exact_shapley(branching, F)
+    err = {s: np.mean([np.linalg.norm(regression_adjusted_shap(branching, F, 120, np.random.default_rng(seed), s,
+                                                               folds=2) - exact) for seed in range(4)])
+           for s in ("linear", "third_order", "trees")}
+    assert err["trees"] < 0.4 * min(err["linear"], err["third_order"]), err
 
 
 def test_minimum_samples():
