@@ -9,6 +9,7 @@ from workbench.attribution import (
     Contrastive,
     TargetFunction,
     attribute,
+    kl_from_prompt,
     sequence_log_likelihood,
 )
 from workbench.models import LM
@@ -103,3 +104,37 @@ def test_bos_prefix_is_context_not_a_source():
             for i in range(3)]
     np.testing.assert_allclose(b.matrix, np.array(want).T, atol=2e-5)
     assert b.prefix_ids == [256] and [s.text for s in b.sources] == ["a", "b", "c"]
+
+
+def kl_by_hand(lm, prompt_ids, reference_ids, cont, reverse=False):
+    """sum_j KL between the distributions at the positions predicting cont[j] and the one after it."""
+    p = torch.log_softmax(lm.forward(prompt_ids + cont).logits[0, len(prompt_ids) - 1:].double(), -1)
+    q = torch.log_softmax(lm.forward(reference_ids + cont).logits[0, len(reference_ids) - 1:].double(), -1)
+    first, second = (p, q) if reverse else (q, p)
+    return float((first.exp() * (first - second)).sum())
+
+
+@pytest.mark.parametrize("cont, reverse", [("", False), ("", True), (" fo", False)])
+def test_kl_from_prompt_values(llama, cont, reverse):
+    reference = "One two four"
+    target = kl_from_prompt(llama, reference, cont, reverse=reverse)
+    a = attribute(llama, PROMPT, target, method="occlusion", progress=False)
+    assert a.targets[0].text == ("KL(prompt || reference)" if reverse else "KL(reference || prompt)")
+    ids, ref = llama.tokenizer.encode(PROMPT), llama.tokenizer.encode(reference)
+    want = kl_by_hand(llama, ids, ref, list(cont.encode()), reverse)
+    assert want > 1e-4
+    assert a.target_values[0] == pytest.approx(want, rel=1e-4, abs=1e-7)
+    # against itself the divergence is 0, and removing any word can only raise it
+    same = attribute(llama, PROMPT, kl_from_prompt(llama, PROMPT, cont, reverse), method="occlusion",
+                     granularity="word", progress=False)
+    assert abs(same.target_values[0]) < 1e-5
+    assert np.all(same.matrix <= 1e-6) and same.matrix.min() < -1e-4
+
+
+def test_kl_from_prompt_bad_input(llama):
+    with pytest.raises(ValueError, match="reference is empty"):
+        kl_from_prompt(llama, "")
+    with pytest.raises(ValueError, match="reverse must be a bool"):
+        kl_from_prompt(llama, "One", reverse="yes")
+    with pytest.raises(ValueError, match=r"continuation\[0\] = 1000000 is outside the model's vocabulary"):
+        kl_from_prompt(llama, "One", [10 ** 6])

@@ -27,6 +27,7 @@ from workbench.attribution.result import Attribution, Cost
 from workbench.attribution.targets import (
     Contrastive,
     TargetFunction,
+    kl_from_prompt,
     sequence_log_likelihood,
 )
 from workbench.attribution.units import GRANULARITIES, Unit
@@ -34,5 +35,5 @@ from workbench.attribution.units import GRANULARITIES, Unit
 __all__ = [
     "GRANULARITIES", "METHODS", "Attribution", "Attributor", "Contrastive", "Cost", "CriticalTokens", "MethodOutput",
     "PerturbationValue", "Problem", "Scorer", "TargetFunction", "Unit", "attribute", "critical_tokens", "get_method",
-    "register_method", "sequence_log_likelihood",
+    "kl_from_prompt", "register_method", "sequence_log_likelihood",
 ]

@@ -11,7 +11,8 @@ A target is given to `attribute(..., target=...)` as one of
 - `TargetFunction(fn, continuation, names)` or a bare callable: any function of the output distribution.
   `fn(logits, ids)` receives the logits [B, n + 1, V] of the positions that predict each continuation token and
   the token after it (n = len(continuation); n = 0 gives the next-token distribution after the prompt) and the
-  continuation ids [n]; it returns [B] (one row) or [B, len(names)]. `sequence_log_likelihood(text)` is one.
+  continuation ids [n]; it returns [B] (one row) or [B, len(names)]. `sequence_log_likelihood(text)` and
+  `kl_from_prompt(lm, other_prompt)` (KL between the next-token distributions after two prompts) are two.
 
 Every target is reduced to the same form (`ResolvedTarget`): continuations to teacher-force (one, or two for
 contrastive targets) and a differentiable `score(logits_per_continuation) -> [B, R]`, so every method works on
@@ -58,6 +59,40 @@ def sequence_log_likelihood(continuation: str | Sequence[int]) -> TargetFunction
         return logp.gather(-1, ids.view(1, n, 1).expand(logits.shape[0], n, 1))[..., 0].sum(-1)
 
     return TargetFunction(loglik, continuation, ("log p(continuation)",))
+
+
+def kl_from_prompt(lm: Any, reference: str | Sequence[int], continuation: str | Sequence[int] = "",
+                   reverse: bool = False) -> TargetFunction:
+    """The target KL(p(. | reference, y_<j) || p(. | prompt, y_<j)) summed over j = 0 .. n, as one row: how far
+    the attributed prompt moves the model's next-token distributions away from those after `reference` (with
+    reverse=True, KL(p(. | prompt) || p(. | reference))). The continuation y (n tokens, may be empty: then only
+    the next-token distribution) is teacher-forced after both prompts. The reference's distributions are computed
+    here, once, without gradients; a string reference is encoded like a prompt (special tokens added)."""
+    from workbench.models.generation import prompt_ids
+
+    if not isinstance(reverse, bool):
+        raise ValueError(f"reverse must be a bool, got {reverse!r}")
+    if isinstance(reference, (str, list, tuple)) and len(reference) == 0:
+        raise ValueError("reference is empty: give the prompt whose next-token distributions to compare against")
+    ref = prompt_ids(lm, reference)
+    empty = isinstance(continuation, (str, list, tuple)) and len(continuation) == 0
+    cont = [] if empty else tokenize_continuation(lm, continuation, "continuation")[0]
+    n = len(cont)
+    if len(ref) + n > lm.max_context:
+        raise ValueError(f"reference + continuation is {len(ref) + n} tokens, more than the model's context "
+                         f"({lm.max_context})")
+    with torch.no_grad():
+        logits = lm.forward(ref + cont, logits_to_keep=n + 1).logits
+    ref_logp = torch.log_softmax(logits[0].float(), dim=-1)  # [n + 1, V]
+
+    def kl(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits[:, :n + 1].float(), dim=-1)
+        other = ref_logp.to(logp.device)[None]
+        first, second = (logp, other) if reverse else (other, logp)
+        return (first.exp() * (first - second)).sum(-1).sum(-1)
+
+    name = "KL(prompt || reference)" if reverse else "KL(reference || prompt)"
+    return TargetFunction(kl, cont, (name,))
 
 
 @dataclass
