@@ -6,7 +6,9 @@ Ours: permutation sampling with antithetic pairs (`shapley`), KernelSHAP (`kerne
 (`leverage_shap`: without replacement with whole sizes enumerated when the budget covers them; `_iid`: the
 paper's i.i.d. draws; `_kernel_sizes`: the same design with the kernel's size distribution) and
 regression-adjusted Monte Carlo (`regression_adjusted_shap`, 5-fold cross-fitting, linear / pairwise /
-third-order surrogates). Every method counts an evaluation the same way: one coalition's model value (ours
+third-order / boosted-tree surrogates). shap: KernelExplainer, PermutationExplainer, and `shap_auto`, what
+`shap.Explainer` picks for this value function (ExactExplainer, 2^F evaluations, up to F = 10;
+PermutationExplainer above). Every method counts an evaluation the same way: one coalition's model value (ours
 memoize, so repeats are free; the empty and full coalitions count like any other).
 
     pip install -e ".[bench]"      # captum + shap, for this benchmark only (not core dependencies)
@@ -246,6 +248,7 @@ OURS = {
     "ours_regression_linear": ("regression_adjusted_shap", "samples", {"surrogate": "linear", "folds": 5}),
     "ours_regression_pairwise": ("regression_adjusted_shap", "samples", {"surrogate": "pairwise", "folds": 5}),
     "ours_regression_third_order": ("regression_adjusted_shap", "samples", {"surrogate": "third_order", "folds": 5}),
+    "ours_regression_trees": ("regression_adjusted_shap", "samples", {"surrogate": "trees", "folds": 5}),
 }
 
 
@@ -258,6 +261,17 @@ def shap_permutation(value: Callable, f: int, budget: int, seed: int) -> np.ndar
 
     masker = shap.maskers.Independent(np.zeros((1, f)), max_samples=1)
     explainer = shap.PermutationExplainer(lambda x: value(x), masker, seed=seed)
+    return np.asarray(explainer(np.ones((1, f)), max_evals=budget, silent=True).values[0], dtype=np.float64)
+
+
+def shap_auto(value: Callable, f: int, budget: int, seed: int) -> np.ndarray:
+    """What `shap.Explainer` picks for a black-box function with an Independent masker: ExactExplainer up to 10
+    features (all 2^F coalitions, whatever the budget), PermutationExplainer above."""
+    import shap
+
+    masker = shap.maskers.Independent(np.zeros((1, f)), max_samples=1)
+    explainer = shap.Explainer(lambda x: value(x), masker, seed=seed)
+    budget = max(budget, 2 ** f) if f <= 10 else budget
     return np.asarray(explainer(np.ones((1, f)), max_evals=budget, silent=True).values[0], dtype=np.float64)
 
 
@@ -311,8 +325,11 @@ METHODS = {
                                  "samples", _leverage_grid, False),
     "ours_regression_third_order": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="third_order", folds=5),
                                     "samples", _leverage_grid, False),
+    "ours_regression_trees": (lambda v, f, b, s: ours_regression(v, f, b, s, surrogate="trees", folds=5),
+                              "samples", _leverage_grid, False),
     "shap_permutation": (shap_permutation, "max_evals", lambda f: [g for g in GRID if g >= 2 * f + 1] + [1536, 2048],
                          True),
+    "shap_auto": (shap_auto, "max_evals", lambda f: [g for g in GRID if g >= 2 * f + 1] + [1536, 2048], True),
     "shap_kernel": (shap_kernel, "nsamples", lambda f: [g for g in GRID if g < 2 ** f - 2] + [2 ** f - 2], True),
     "captum_shapley_sampling": (captum_svs, "n_samples", lambda f: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192],
                                 True),

@@ -148,6 +148,18 @@ def test_shap_kernel_enumerates_and_counts():
     assert value.rows >= 2 ** f - 2
 
 
+@pytest.mark.slow  # importing shap (numba, llvmlite) takes several seconds
+def test_shap_auto_is_exact_up_to_ten_features():
+    pytest.importorskip("shap")
+    rng = np.random.default_rng(1)
+    f = 5
+    table = rng.normal(size=2 ** f)
+    value = B.TableValue(table, f)
+    # shap.Explainer picks ExactExplainer here, whatever the budget: every coalition, once
+    assert B.relative_error(B.shap_auto(value, f, 11, 0), B.exact_shapley(table, f)) < 1e-8
+    assert value.distinct == 2 ** f
+
+
 def test_captum_shapley_sampling_counts():
     pytest.importorskip("captum")
     rng = np.random.default_rng(0)
