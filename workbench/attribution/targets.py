@@ -71,7 +71,7 @@ def kl_from_prompt(lm: Any, reference: str | Sequence[int], continuation: str | 
     from workbench.models.generation import prompt_ids
 
     if not isinstance(reverse, bool):
-        raise ValueError(f"reverse must be a bool, got {reverse!r}")
+        raise InputTypeError(f"reverse must be a bool, got {reverse!r}")
     if isinstance(reference, (str, list, tuple)) and len(reference) == 0:
         raise ValueError("reference is empty: give the prompt whose next-token distributions to compare against")
     ref = prompt_ids(lm, reference)
