@@ -261,6 +261,7 @@ def shap_permutation(value: Callable, f: int, budget: int, seed: int) -> np.ndar
 
     masker = shap.maskers.Independent(np.zeros((1, f)), max_samples=1)
     explainer = shap.PermutationExplainer(lambda x: value(x), masker, seed=seed)
+    budget = max(budget, 2 * f + 1)  # its minimum (a grid shared by several F may go below it)
     return np.asarray(explainer(np.ones((1, f)), max_evals=budget, silent=True).values[0], dtype=np.float64)
 
 
@@ -271,7 +272,7 @@ def shap_auto(value: Callable, f: int, budget: int, seed: int) -> np.ndarray:
 
     masker = shap.maskers.Independent(np.zeros((1, f)), max_samples=1)
     explainer = shap.Explainer(lambda x: value(x), masker, seed=seed)
-    budget = max(budget, 2 ** f) if f <= 10 else budget
+    budget = max(budget, 2 ** f) if f <= 10 else max(budget, 2 * f + 1)  # the explainers' minimums
     return np.asarray(explainer(np.ones((1, f)), max_evals=budget, silent=True).values[0], dtype=np.float64)
 
 
