@@ -88,6 +88,17 @@ def test_additive_game_is_exact_from_few_samples():
 
 
 @pytest.mark.parametrize("without_replacement", [True, False])
+def test_many_players(without_replacement):
+    # C(80, 40) ~ 1e23 overflows int64: the design's weights must still be floats (a 60-word prompt hit this)
+    f = 80
+    w = np.random.default_rng(5).normal(size=f)
+    est, _, rank = leverage_shap(lambda m: (np.asarray(m, dtype=float) @ w)[:, None], f, 400,
+                                 np.random.default_rng(0), bootstrap=2, without_replacement=without_replacement)
+    assert rank == f - 1
+    np.testing.assert_allclose(est[0], w, atol=1e-8)
+
+
+@pytest.mark.parametrize("without_replacement", [True, False])
 def test_converges_to_exact(without_replacement):
     exact = exact_shapley(game, F)
     errors = []

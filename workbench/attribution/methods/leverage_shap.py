@@ -192,7 +192,7 @@ def design(f: int, samples: int, rng: np.random.Generator, paired: bool = True, 
         masks = np.concatenate(parts) if parts else np.zeros((0, f), dtype=bool)
         stratum = masks.sum(1)
         c = np.array([count[int(s)] for s in stratum], dtype=float)
-        weight = kernel_weight(f, stratum) * np.array([math.comb(f, int(s)) for s in stratum]) / c
+        weight = kernel_weight(f, stratum) * np.array([math.comb(f, int(s)) for s in stratum], dtype=float) / c
         return Design(masks, weight, stratum, np.concatenate(units) if units else np.zeros(0, int), count, enumerated)
     draws = samples // 2 if paired else samples
     size = rng.integers(1, f, size=draws)
