@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attribution_shapley import split_sentences
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("occlusion", "saliency", "input_x_gradient", "integrated_gradients", "attention", "rollout",
            "leverage_shap")
 OPTIONS = {"integrated_gradients": {"steps": 16}, "leverage_shap": {"samples": 256}}
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def build_items(documents: list[str], count: int, context_words: int, target_words: int, seed: int = 0) -> list[dict]:
@@ -47,7 +48,7 @@ def build_items(documents: list[str], count: int, context_words: int, target_wor
     random.Random(seed).shuffle(order)
     items = []
     for d in order:
-        sentences = [s.strip() for s in _SENTENCE.split(" ".join(documents[d].split())) if s.strip()]
+        sentences = [s for s in split_sentences(documents[d]) if s]
         words, k = 0, 0
         while k < len(sentences) and words < context_words:
             words += len(sentences[k].split())
@@ -116,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                                  random_repeats=args.random_repeats, batch_size=args.batch_size,
                                  method_options={m: OPTIONS[m] for m in methods if m in OPTIONS})
         n_target = len(lm.tokenizer.encode(item["target"], add_special_tokens=False))
-        change = per_token_change({k: v.tolist() for k, v in res.curves.items()}, res.full, n_target)
-        per_prompt.append(change)
-        records.append({**item, "units": res.n_units, "target_tokens": n_target, "full": res.full,
-                        "curves": {k: v.tolist() for k, v in res.curves.items()},
+        curves = {k: v.tolist() for k, v in res.curves.items()}
+        per_prompt.append(per_token_change(curves, res.full, n_target))
+        records.append({**item, "units": res.n_units, "target_tokens": n_target, "full": res.full, "curves": curves,
                         "evaluations": res.evaluations, "seconds": res.seconds, "cost": res.attribution_cost})
     summary = summarize(per_prompt)
     costs = {m: {key: float(np.mean([r["cost"][m][key] for r in records]))

@@ -343,6 +343,11 @@ METHODS = {
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (whitespace collapsed, split after . ! or ?)."""
+    return [s.strip() for s in _SENTENCE.split(" ".join(text.split()))]
+
+
 def build_prompts(count: int, sizes: tuple[int, ...], seed: int = 0) -> list[dict]:
     """`count` prompts cut from Lee news sentences: the first F words (F cycling through `sizes`) and the
     sentence's next word (punctuation stripped, with its leading space) as the target; chosen with `seed`."""
@@ -351,7 +356,7 @@ def build_prompts(count: int, sizes: tuple[int, ...], seed: int = 0) -> list[dic
     rng = random.Random(seed)
     sentences = []
     for text in load_corpus("english-prose", sources=["lee"])["text"]:
-        sentences += [s.strip() for s in _SENTENCE.split(" ".join(text.split()))]
+        sentences += split_sentences(text)
     rng.shuffle(sentences)
     prompts, seen = [], set()
     for sentence in sentences:
